@@ -1,0 +1,64 @@
+"""vLLM engine arguments under vLLM's own names, with vLLM V1's defaults for a given GPU."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from servesim.errors import ConfigError
+
+
+class EngineConfig(BaseModel):
+    """The vLLM engine arguments servesim models (names as in `vllm serve --help`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tensor_parallel_size: int = Field(1, ge=1)
+    # vLLM V1 OpenAI server defaults on >=70 GiB GPUs (H100/H200/B200): 1024 seqs, 8192 tokens;
+    # on smaller GPUs and A100: 256 seqs, 2048 tokens (vllm/engine/arg_utils.py, _set_default_args).
+    max_num_seqs: int | None = Field(None, ge=1)
+    max_num_batched_tokens: int | None = Field(None, ge=1)
+    block_size: int = Field(16, ge=1)
+    gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
+    num_gpu_blocks_override: int | None = Field(None, ge=1)
+    enable_prefix_caching: bool = True  # V1 default: on
+    enable_chunked_prefill: bool = True  # V1 always chunks prefills through the token budget
+    long_prefill_token_threshold: int = Field(0, ge=0)  # 0 = no per-request chunk cap
+    max_model_len: int | None = Field(None, ge=1)  # None = the model's max_position_embeddings
+
+    @model_validator(mode="after")
+    def _check(self) -> "EngineConfig":
+        if (
+            self.max_num_batched_tokens is not None
+            and self.max_model_len is not None
+            and not self.enable_chunked_prefill
+            and self.max_num_batched_tokens < self.max_model_len
+        ):
+            raise ValueError(
+                f"max_num_batched_tokens={self.max_num_batched_tokens} is below "
+                f"max_model_len={self.max_model_len} with chunked prefill off"
+            )
+        return self
+
+    def resolved(self, *, gpu_memory_gib: float, gpu_name: str, model_max_len: int) -> "EngineConfig":
+        """A copy with every None default filled the way vLLM V1 fills it for this GPU and model."""
+        big_gpu = gpu_memory_gib >= 70 and "a100" not in gpu_name.lower()
+        updates: dict[str, int] = {}
+        if self.max_num_seqs is None:
+            updates["max_num_seqs"] = 1024 if big_gpu else 256
+        if self.max_num_batched_tokens is None:
+            updates["max_num_batched_tokens"] = 8192 if big_gpu else 2048
+        if self.max_model_len is None:
+            updates["max_model_len"] = model_max_len
+        return self.model_copy(update=updates)
+
+
+def engine_config(**kwargs: object) -> EngineConfig:
+    """Build an EngineConfig, turning pydantic's error into a one-line ConfigError."""
+    from pydantic import ValidationError
+
+    try:
+        return EngineConfig(**kwargs)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err.get("loc", ())) or "engine"
+        raise ConfigError(f"engine: {field}={err.get('input')!r}: {err.get('msg')}") from None
