@@ -1,0 +1,48 @@
+"""The public Python API: what the CLI calls, with units in names and docstrings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from servesim.config import Hardware, ModelSpec, load_hardware, load_model
+from servesim.latency import StepPlan, StepTime, make_latency_model
+
+DEFAULT_LATENCY_MODEL = "roofline-v2"
+
+
+def resolve_model(model: str | Path | ModelSpec) -> ModelSpec:
+    """A ModelSpec from a bundled name, HF id, path, or an existing spec."""
+    return model if isinstance(model, ModelSpec) else load_model(model)
+
+
+def resolve_hardware(hardware: str | Path | Hardware = "H100", hardware_config: str | Path | None = None) -> Hardware:
+    """Hardware from a preset name, a JSON file (servesim or BLIS layout), or an existing object."""
+    return hardware if isinstance(hardware, Hardware) else load_hardware(str(hardware), hardware_config)
+
+
+def step_time(
+    model: str | Path | ModelSpec = "llama-2-7b-hf",
+    hardware: str | Path | Hardware = "H100",
+    tp: int = 1,
+    *,
+    prefill: Iterable[tuple[int, int] | int] = (),
+    decode: Iterable[int] = (),
+    overhead: str = "none",
+    latency_model: str = DEFAULT_LATENCY_MODEL,
+    hardware_config: str | Path | None = None,
+) -> StepTime:
+    """Time of one engine step (StepTime.seconds) with its breakdown.
+
+    prefill: (new_tokens, context_tokens_before) per prefilling request, or just new_tokens;
+    decode: context length (tokens) per decoding request.
+    """
+    spec = resolve_model(model)
+    hw = resolve_hardware(hardware, hardware_config)
+    chunks = [(p, 0) if isinstance(p, int) else (int(p[0]), int(p[1])) for p in prefill]
+    plan = StepPlan(
+        prefill_new=tuple(n for n, _ in chunks),
+        prefill_ctx=tuple(c for _, c in chunks),
+        decode_ctx=tuple(int(c) for c in decode),
+    )
+    return make_latency_model(latency_model, spec, hw, tp, overhead).explain(plan)

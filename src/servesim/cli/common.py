@@ -1,0 +1,46 @@
+"""Options and helpers shared by several commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from servesim.errors import ServesimError
+
+ModelOpt = typer.Option("llama-2-7b-hf", "--model", "-m", help="Bundled name, Hugging Face id, or path to config.json/folder.")
+HardwareOpt = typer.Option("H100", "--hardware", help="GPU preset (H100, H100-PCIe, H200, A100-80GB, A100-40GB, L40S, B200) or JSON file.")
+HardwareConfigOpt = typer.Option(None, "--hardware-config", help="Hardware JSON (servesim or BLIS hardware_config.json layout).")
+TpOpt = typer.Option(1, "--tp", "--tensor-parallel-size", help="Tensor-parallel degree.", min=1)
+LatencyModelOpt = typer.Option("roofline-v2", "--latency-model", help="roofline-v2 (the seed's) or roofline-v2-corrected.")
+OverheadOpt = typer.Option("none", "--overhead", help="Scheduling overhead: none | fixed | per-layer.")
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON to path via a temporary file so a failure never leaves a half-written file."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise ServesimError(f"--output {path}: folder {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh, indent=2, sort_keys=False)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def make_console(stderr: bool = False):  # type: ignore[no-untyped-def]
+    """A rich console; at least 120 columns wide when output is not a terminal (pipes, CI logs)."""
+    import sys
+
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 120)

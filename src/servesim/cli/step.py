@@ -1,0 +1,117 @@
+"""`servesim step`: the time of one engine step and why."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from servesim.cli.common import HardwareConfigOpt, HardwareOpt, LatencyModelOpt, ModelOpt, OverheadOpt, TpOpt
+from servesim.errors import ConfigError
+
+DEFAULT_PREFILL = ["512"]
+DEFAULT_DECODE = ["16x1024"]
+
+
+def parse_prefill(text: str) -> tuple[int, int]:
+    """'LEN' or 'LEN@CTX' → (new tokens, context tokens before the chunk)."""
+    m = re.fullmatch(r"\s*(\d+)\s*(?:@\s*(\d+))?\s*", text)
+    if not m or int(m.group(1)) < 1:
+        raise ConfigError(f"--prefill {text!r}: expected LEN or LEN@CTX with LEN >= 1 and CTX >= 0 (e.g. 2048 or 512@1024)")
+    return int(m.group(1)), int(m.group(2) or 0)
+
+
+def parse_decode(text: str) -> list[int]:
+    """'NxCTX' or 'CTX' → N copies of the context length."""
+    m = re.fullmatch(r"\s*(?:(\d+)\s*[xX*]\s*)?(\d+)\s*", text)
+    if not m or int(m.group(2)) < 1 or (m.group(1) is not None and int(m.group(1)) < 1):
+        raise ConfigError(f"--decode {text!r}: expected NxCTX or CTX with N >= 1 and CTX >= 1 (e.g. 16x1024)")
+    return [int(m.group(2))] * int(m.group(1) or 1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `step` command."""
+
+    @app.command("step")
+    def step(
+        model: str = ModelOpt,
+        hardware: str = HardwareOpt,
+        hardware_config: Optional[Path] = HardwareConfigOpt,
+        tp: int = TpOpt,
+        prefill: Optional[list[str]] = typer.Option(None, "--prefill", help="A prefill chunk LEN[@CTX]; repeat for more requests."),
+        decode: Optional[list[str]] = typer.Option(None, "--decode", help="Decoding requests NxCTX; repeat for mixed contexts."),
+        overhead: str = OverheadOpt,
+        latency_model: str = LatencyModelOpt,
+        json_out: bool = typer.Option(False, "--json", help="Print JSON with step_time_ms and breakdown."),
+    ) -> None:
+        """Time one engine step (default: Llama-2-7B on an H100, a 512-token prefill next to 16 decodes at 1024)."""
+        from servesim.api import resolve_hardware, resolve_model
+        from servesim.latency import StepPlan, make_latency_model
+
+        if prefill is None and decode is None:
+            prefill, decode = DEFAULT_PREFILL, DEFAULT_DECODE
+        chunks = [parse_prefill(p) for p in prefill or []]
+        ctxs = [c for d in decode or [] for c in parse_decode(d)]
+        spec = resolve_model(model)
+        hw = resolve_hardware(hardware, hardware_config)
+        lm = make_latency_model(latency_model, spec, hw, tp, overhead)
+        plan = StepPlan(tuple(n for n, _ in chunks), tuple(c for _, c in chunks), tuple(ctxs))
+        result = lm.explain(plan)
+        payload = {
+            "model": spec.name,
+            "hardware": hw.name,
+            "tp": tp,
+            "latency_model": lm.name,
+            "overhead": overhead,
+            "plan": {"prefill": [{"new_tokens": n, "context_tokens": c} for n, c in chunks], "decode_context_tokens": list(ctxs)},
+            "step_time_ms": result.seconds * 1e3,
+            "breakdown": [
+                {
+                    "component": c.name,
+                    "flops": c.flops,
+                    "bytes": c.bytes,
+                    "compute_ms": c.compute_s * 1e3,
+                    "memory_ms": c.memory_s * 1e3,
+                    "time_ms": c.time_s * 1e3,
+                    "bound": c.bound,
+                }
+                for c in result.components
+            ],
+            "notes": {k: (v * 1e3 if k.endswith("_s") else v) for k, v in result.notes.items()},
+        }
+        payload["notes"] = {(k[:-2] + "_ms" if k.endswith("_s") else k): v for k, v in payload["notes"].items()}
+        if json_out:
+            import json
+
+            typer.echo(json.dumps(payload, indent=2))
+            return
+        _render(payload, spec, hw)
+
+
+def _render(payload: dict, spec, hw) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    from servesim.cli.common import make_console
+
+    console = make_console()
+    plan = payload["plan"]
+    desc = []
+    if plan["prefill"]:
+        desc.append("prefill " + ", ".join(f"{p['new_tokens']}@{p['context_tokens']}" for p in plan["prefill"]))
+    if plan["decode_context_tokens"]:
+        ctx = plan["decode_context_tokens"]
+        desc.append(f"{len(ctx)} decode (ctx {min(ctx)}–{max(ctx)})" if min(ctx) != max(ctx) else f"{len(ctx)} decode x ctx {ctx[0]}")
+    console.print(
+        f"[bold]{spec.name}[/] on [bold]{hw.name}[/] TP{payload['tp']} · {payload['latency_model']} · overhead {payload['overhead']}\n"
+        f"weights {spec.weight_bytes / 1e9:.2f} GB · KV {spec.kv_bytes_per_token:,.0f} B/token · step: {'; '.join(desc)}"
+    )
+    table = Table(show_lines=False)
+    for col in ("component", "GFLOP", "MB", "compute ms", "memory ms", "time ms", "bound"):
+        table.add_column(col, justify="left" if col in ("component", "bound") else "right")
+    for c in payload["breakdown"]:
+        table.add_row(c["component"], f"{c['flops'] / 1e9:,.1f}", f"{c['bytes'] / 1e6:,.1f}", f"{c['compute_ms']:.3f}",
+                      f"{c['memory_ms']:.3f}", f"{c['time_ms']:.3f}", c["bound"])
+    console.print(table)
+    console.print(f"[bold]step time: {payload['step_time_ms']:.3f} ms[/]  ({payload['notes'].get('step', '')} step)")

@@ -1,0 +1,374 @@
+"""Model specifications read from Hugging Face `config.json`, and what follows from them."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from servesim.config import bundled
+from servesim.errors import ConfigError
+
+# Bytes per element of a torch dtype string (HF `torch_dtype` / `dtype`).
+DTYPE_BYTES: dict[str, float] = {
+    "float32": 4.0,
+    "float": 4.0,
+    "float16": 2.0,
+    "half": 2.0,
+    "bfloat16": 2.0,
+    "float8_e4m3fn": 1.0,
+    "float8_e5m2": 1.0,
+    "fp8": 1.0,
+    "int8": 1.0,
+    "uint8": 1.0,
+    "int4": 0.5,
+    "nf4": 0.5,
+}
+
+# Bytes per weight for `quantization_config.quant_method` values that fix the width.
+QUANT_METHOD_BYTES: dict[str, float] = {"fp8": 1.0, "fbgemm_fp8": 1.0, "awq": 0.5, "gptq": 0.5, "bitsandbytes": 0.5}
+
+
+@dataclass(frozen=True, slots=True)
+class Gemm:
+    """One weight matrix applied per layer: y[M, N] = x[M, K] · W[K, N]."""
+
+    name: str
+    k: int
+    n: int
+    experts: int = 1  # matrices of this shape per layer (MoE experts); each token uses `active` of them
+    active: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """A decoder-only transformer as vLLM would load it; sizes are for the whole (unsharded) model."""
+
+    name: str
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    tie_word_embeddings: bool = False
+    dtype: str = "bfloat16"
+    weight_bytes_per_param: float = 2.0
+    kv_bytes_per_element: float = 2.0
+    max_position_embeddings: int = 4096
+    # MoE (0 experts = dense)
+    num_experts: int = 0
+    num_experts_per_tok: int = 0
+    moe_intermediate_size: int = 0
+    num_shared_experts: int = 0
+    shared_expert_intermediate_size: int = 0
+    num_dense_layers: int = 0  # leading layers with a dense MLP in an MoE model
+    dense_intermediate_size: int = 0  # MLP width of those dense layers
+    # Multi-head latent attention (DeepSeek-V2 style); 0 = standard GQA attention
+    kv_lora_rank: int = 0
+    q_lora_rank: int = 0
+    qk_rope_head_dim: int = 0
+    qk_nope_head_dim: int = 0
+    v_head_dim: int = 0
+    source: str = ""
+
+    # ---- derived sizes -------------------------------------------------------------------------
+    @property
+    def is_moe(self) -> bool:
+        """True when the MLP is a mixture of experts."""
+        return self.num_experts > 0
+
+    @property
+    def is_mla(self) -> bool:
+        """True when attention caches a compressed latent (DeepSeek MLA)."""
+        return self.kv_lora_rank > 0
+
+    @property
+    def num_moe_layers(self) -> int:
+        """Layers whose MLP is a mixture of experts."""
+        return self.num_layers - self.num_dense_layers if self.is_moe else 0
+
+    @property
+    def q_size(self) -> int:
+        """Width of the query projection output (heads × head_dim)."""
+        return self.num_heads * self.head_dim
+
+    @property
+    def kv_size(self) -> int:
+        """Width of one of the K or V projection outputs (kv_heads × head_dim)."""
+        return self.num_kv_heads * self.head_dim
+
+    def attention_gemms(self) -> tuple[Gemm, ...]:
+        """Per-layer attention projections as (K, N) weight shapes."""
+        d = self.hidden_size
+        if self.is_mla:
+            qk = self.qk_nope_head_dim + self.qk_rope_head_dim
+            q = (
+                (Gemm("q_a", d, self.q_lora_rank), Gemm("q_b", self.q_lora_rank, self.num_heads * qk))
+                if self.q_lora_rank
+                else (Gemm("q", d, self.num_heads * qk),)
+            )
+            return q + (
+                Gemm("kv_a", d, self.kv_lora_rank + self.qk_rope_head_dim),
+                Gemm("kv_b", self.kv_lora_rank, self.num_heads * (self.qk_nope_head_dim + self.v_head_dim)),
+                Gemm("o", self.num_heads * self.v_head_dim, d),
+            )
+        return (
+            Gemm("q", d, self.q_size),
+            Gemm("k", d, self.kv_size),
+            Gemm("v", d, self.kv_size),
+            Gemm("o", self.q_size, d),
+        )
+
+    def mlp_gemms(self, moe: bool) -> tuple[Gemm, ...]:
+        """Per-layer gated MLP (SwiGLU: gate, up, down) — dense, or experts + shared experts + router."""
+        d = self.hidden_size
+        if not moe:
+            ff = self.dense_intermediate_size or self.intermediate_size
+            return (Gemm("gate", d, ff), Gemm("up", d, ff), Gemm("down", ff, d))
+        e, k, ff = self.num_experts, self.num_experts_per_tok, self.moe_intermediate_size
+        gemms = [
+            Gemm("router", d, e),
+            Gemm("expert_gate", d, ff, e, k),
+            Gemm("expert_up", d, ff, e, k),
+            Gemm("expert_down", ff, d, e, k),
+        ]
+        shared = self.shared_expert_intermediate_size or self.num_shared_experts * ff
+        if shared:
+            gemms += [Gemm("shared_gate", d, shared), Gemm("shared_up", d, shared), Gemm("shared_down", shared, d)]
+        return tuple(gemms)
+
+    def layer_gemms(self) -> tuple[Gemm, ...]:
+        """GEMMs of a typical layer (an MoE layer for MoE models)."""
+        return self.attention_gemms() + self.mlp_gemms(self.is_moe)
+
+    @property
+    def embedding_params(self) -> int:
+        """Input embedding + LM head parameters (the head counted once more unless tied)."""
+        head = 0 if self.tie_word_embeddings else self.vocab_size * self.hidden_size
+        return self.vocab_size * self.hidden_size + head
+
+    def _layer_params(self, moe: bool, active_only: bool) -> int:
+        total = 2 * self.hidden_size  # two RMSNorm weight vectors
+        for g in self.attention_gemms() + self.mlp_gemms(moe):
+            total += g.k * g.n * (g.active if active_only else g.experts)
+        return total
+
+    @property
+    def param_count(self) -> int:
+        """Total parameters (weights of every expert; biases ignored, < 0.1 % for these models)."""
+        dense = self.num_layers - self.num_moe_layers
+        return (
+            dense * self._layer_params(False, False)
+            + self.num_moe_layers * self._layer_params(True, False)
+            + self.embedding_params
+            + self.hidden_size
+        )
+
+    @property
+    def active_param_count(self) -> int:
+        """Parameters one token touches (top-k experts only for MoE)."""
+        dense = self.num_layers - self.num_moe_layers
+        return (
+            dense * self._layer_params(False, False)
+            + self.num_moe_layers * self._layer_params(True, True)
+            + self.embedding_params
+            + self.hidden_size
+        )
+
+    @property
+    def weight_bytes(self) -> float:
+        """Bytes of all weights (quantised width for linear layers; embeddings at the same width)."""
+        return self.param_count * self.weight_bytes_per_param
+
+    @property
+    def kv_elements_per_token_per_layer(self) -> int:
+        """KV-cache elements one token stores in one layer (K and V, or the MLA latent)."""
+        if self.is_mla:
+            return self.kv_lora_rank + self.qk_rope_head_dim
+        return 2 * self.num_kv_heads * self.head_dim
+
+    @property
+    def kv_bytes_per_token(self) -> float:
+        """KV-cache bytes one token occupies across all layers of the whole model."""
+        return self.num_layers * self.kv_elements_per_token_per_layer * self.kv_bytes_per_element
+
+    def kv_bytes_per_token_per_gpu(self, tp: int) -> float:
+        """KV-cache bytes per token on one GPU at tensor parallelism tp (KV heads are sharded, MLA replicated)."""
+        if self.is_mla:
+            return self.kv_bytes_per_token
+        # vLLM replicates KV heads when tp > num_kv_heads, so each GPU holds at least one head.
+        heads_per_gpu = max(1, self.num_kv_heads // tp) if tp <= self.num_kv_heads else 1
+        return self.num_layers * 2 * heads_per_gpu * self.head_dim * self.kv_bytes_per_element
+
+    def check_tp(self, tp: int) -> None:
+        """Raise ConfigError unless attention heads split evenly over tp GPUs (vLLM's rule)."""
+        if tp < 1:
+            raise ConfigError(f"tensor_parallel_size={tp}: must be >= 1")
+        if self.num_heads % tp:
+            raise ConfigError(
+                f"{self.name}: num_attention_heads={self.num_heads} is not divisible by tensor_parallel_size={tp}"
+            )
+        kv = self.num_kv_heads
+        if not self.is_mla and (kv % tp if tp <= kv else tp % kv):
+            raise ConfigError(
+                f"{self.name}: num_key_value_heads={kv} and tensor_parallel_size={tp} do not divide one another"
+            )
+
+
+# ---- reading config.json ----------------------------------------------------------------------
+
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "num_hidden_layers": ("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
+    "hidden_size": ("hidden_size", "n_embd", "d_model", "dim"),
+    "num_attention_heads": ("num_attention_heads", "n_head", "num_heads", "n_heads"),
+    "num_key_value_heads": ("num_key_value_heads", "num_kv_heads", "multi_query_group_num", "n_kv_heads"),
+    "intermediate_size": ("intermediate_size", "ffn_hidden_size", "n_inner", "ffn_dim"),
+    "max_position_embeddings": ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"),
+}
+
+
+def _get(cfg: dict[str, Any], key: str, where: str, *, required: bool = True, default: Any = None) -> Any:
+    for alias in _ALIASES.get(key, (key,)):
+        if alias in cfg and cfg[alias] is not None:
+            return cfg[alias]
+    if required:
+        raise ConfigError(f"{where}: missing required field '{key}'")
+    return default
+
+
+def _int(cfg: dict[str, Any], key: str, where: str, *, required: bool = True, default: int = 0, minimum: int = 1) -> int:
+    value = _get(cfg, key, where, required=required, default=default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()):
+        raise ConfigError(f"{where}: field '{key}'={value!r} must be an integer")
+    value = int(value)
+    if value < minimum and (required or value != default):
+        raise ConfigError(f"{where}: field '{key}'={value} must be >= {minimum}")
+    return value
+
+
+def _weight_bytes_per_param(cfg: dict[str, Any], dtype: str, where: str) -> float:
+    quant = cfg.get("quantization_config")
+    if isinstance(quant, dict):
+        method = str(quant.get("quant_method", "")).lower()
+        if method in QUANT_METHOD_BYTES and method not in ("awq", "gptq"):
+            return QUANT_METHOD_BYTES[method]
+        bits = quant.get("bits") or quant.get("w_bit")
+        for group in (quant.get("config_groups") or {}).values():
+            bits = bits or (group.get("weights") or {}).get("num_bits")
+        if isinstance(bits, (int, float)) and bits > 0:
+            return float(bits) / 8.0
+        if method in QUANT_METHOD_BYTES:
+            return QUANT_METHOD_BYTES[method]
+    if dtype not in DTYPE_BYTES:
+        raise ConfigError(f"{where}: field 'torch_dtype'={dtype!r} is not one of {', '.join(sorted(DTYPE_BYTES))}")
+    return DTYPE_BYTES[dtype]
+
+
+def spec_from_config(cfg: dict[str, Any], name: str, where: str = "config.json") -> ModelSpec:
+    """Build a ModelSpec from a parsed HF config dict (configs nested under `text_config` are pivoted)."""
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{where}: expected a JSON object, got {type(cfg).__name__}")
+    text = cfg.get("text_config")
+    if isinstance(text, dict):
+        cfg = {**{k: v for k, v in cfg.items() if k != "text_config"}, **text}
+    layers = _int(cfg, "num_hidden_layers", where)
+    hidden = _int(cfg, "hidden_size", where)
+    heads = _int(cfg, "num_attention_heads", where)
+    kv_heads = _int(cfg, "num_key_value_heads", where, required=False, default=heads)
+    head_dim = cfg.get("head_dim")
+    if head_dim is None:
+        if hidden % heads:
+            raise ConfigError(f"{where}: hidden_size={hidden} is not divisible by num_attention_heads={heads} and no head_dim is given")
+        head_dim = hidden // heads
+    head_dim = _int({"head_dim": head_dim}, "head_dim", where)
+    ff = _int(cfg, "intermediate_size", where, required=False, default=4 * hidden)
+    vocab = _int(cfg, "vocab_size", where, required=False, default=32000)
+    dtype = str(cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16").replace("torch.", "")
+    wbytes = _weight_bytes_per_param(cfg, dtype, where)
+    kv_bytes = DTYPE_BYTES.get(dtype, 2.0) if DTYPE_BYTES.get(dtype, 2.0) >= 2 else 2.0  # KV stays 16-bit unless kv_cache_dtype says otherwise
+    experts = _int(cfg, "num_local_experts", where, required=False, default=0, minimum=0) or _int(
+        cfg, "num_experts", where, required=False, default=0, minimum=0
+    ) or _int(cfg, "n_routed_experts", where, required=False, default=0, minimum=0)
+    topk = _int(cfg, "num_experts_per_tok", where, required=False, default=0, minimum=0) if experts else 0
+    moe_ff = _int(cfg, "moe_intermediate_size", where, required=False, default=0, minimum=0) or (ff if experts else 0)
+    shared_n = _int(cfg, "n_shared_experts", where, required=False, default=0, minimum=0)
+    shared_ff = _int(cfg, "shared_expert_intermediate_size", where, required=False, default=0, minimum=0)
+    dense_layers, dense_ff = 0, 0
+    if experts:
+        if str(cfg.get("model_type", "")).startswith("llama4"):
+            # Llama 4: every `interleave_moe_layer_step`-th layer is MoE with one shared expert of width intermediate_size.
+            step = _int(cfg, "interleave_moe_layer_step", where, required=False, default=1)
+            dense_layers = layers - layers // step
+            dense_ff = _int(cfg, "intermediate_size_mlp", where, required=False, default=ff)
+            shared_ff = shared_ff or ff
+        else:
+            dense_layers = _int(cfg, "first_k_dense_replace", where, required=False, default=0, minimum=0)
+            dense_ff = ff
+        if topk < 1 or topk > experts:
+            raise ConfigError(f"{where}: field 'num_experts_per_tok'={topk} must be between 1 and {experts}")
+    kv_lora = _int(cfg, "kv_lora_rank", where, required=False, default=0, minimum=0)
+    return ModelSpec(
+        name=name,
+        num_layers=layers,
+        hidden_size=hidden,
+        num_heads=heads,
+        num_kv_heads=kv_heads,
+        head_dim=head_dim,
+        intermediate_size=ff,
+        vocab_size=vocab,
+        tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        dtype=dtype,
+        weight_bytes_per_param=wbytes,
+        kv_bytes_per_element=kv_bytes,
+        max_position_embeddings=_int(cfg, "max_position_embeddings", where, required=False, default=4096),
+        num_experts=experts,
+        num_experts_per_tok=topk,
+        moe_intermediate_size=moe_ff,
+        num_shared_experts=shared_n,
+        shared_expert_intermediate_size=shared_ff,
+        num_dense_layers=dense_layers,
+        dense_intermediate_size=dense_ff,
+        kv_lora_rank=kv_lora,
+        q_lora_rank=_int(cfg, "q_lora_rank", where, required=False, default=0, minimum=0) if kv_lora else 0,
+        qk_rope_head_dim=_int(cfg, "qk_rope_head_dim", where, required=False, default=0, minimum=0) if kv_lora else 0,
+        qk_nope_head_dim=_int(cfg, "qk_nope_head_dim", where, required=False, default=0, minimum=0) if kv_lora else 0,
+        v_head_dim=_int(cfg, "v_head_dim", where, required=False, default=0, minimum=0) if kv_lora else 0,
+        source=where,
+    )
+
+
+def load_model(model: str | Path) -> ModelSpec:
+    """Resolve a bundled name, a Hugging Face id or a path (folder or config.json) to a ModelSpec."""
+    text = str(model)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        path = path / "config.json"
+    if path.is_file():
+        return _read_config(path, path.parent.name if path.name == "config.json" else path.stem)
+    if path.suffix == ".json" or text.startswith((".", "/", "~")):
+        raise ConfigError(f"--model {text}: no such file or folder")
+    name = bundled.resolve_model_name(text)
+    return _read_config(bundled.model_config_path(name), name)
+
+
+def _read_config(path: Path, name: str) -> ModelSpec:
+    try:
+        cfg = json.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    return spec_from_config(cfg, name, str(path))
+
+
+def human_bytes(n: float) -> str:
+    """Format a byte count with a binary-free decimal unit (GB = 1e9 bytes), as datasheets do."""
+    if n <= 0 or math.isnan(n):
+        return "0 B"
+    units = ["B", "kB", "MB", "GB", "TB"]
+    i = min(int(math.log10(n) // 3), len(units) - 1)
+    return f"{n / 10 ** (3 * i):.2f} {units[i]}"
