@@ -8,7 +8,9 @@ from pathlib import Path
 from servesim.config import Hardware, ModelSpec, load_hardware, load_model
 from servesim.latency import StepPlan, StepTime, make_latency_model
 
-DEFAULT_LATENCY_MODEL = "roofline-v2"
+from servesim.simulation import DEFAULT_LATENCY_MODEL, DEFAULT_OVERHEAD, RunResult, simulate
+
+__all__ = ["RunResult", "resolve_hardware", "resolve_model", "simulate", "step_time"]
 
 
 def resolve_model(model: str | Path | ModelSpec) -> ModelSpec:
@@ -28,7 +30,7 @@ def step_time(
     *,
     prefill: Iterable[tuple[int, int] | int] = (),
     decode: Iterable[int] = (),
-    overhead: str = "none",
+    overhead: str = DEFAULT_OVERHEAD,
     latency_model: str = DEFAULT_LATENCY_MODEL,
     hardware_config: str | Path | None = None,
 ) -> StepTime:

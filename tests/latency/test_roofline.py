@@ -17,18 +17,18 @@ def comp(st, name):
 
 
 def test_prefill_2048_gemm_flops_by_hand():
-    st = step_time("llama-2-7b-hf", prefill=[2048])
+    st = step_time("llama-2-7b-hf", prefill=[2048], overhead="none")
     per_layer = 2 * 2048 * (4 * 4096 * 4096 + 3 * 4096 * 11008)
     assert comp(st, "prefill.gemm").flops == pytest.approx(32 * per_layer)  # 26.5 TFLOP
     assert 32 * per_layer == 26_525_718_020_096
 
 
 def test_decode_batch1_is_weight_bound_and_overheads():
-    base = step_time("llama-2-7b-hf", decode=[300]).seconds
+    base = step_time("llama-2-7b-hf", decode=[300], overhead="none").seconds
     # weights / (3.35 TB/s × 0.82) = 4.715 ms; + attention over 300 tokens; total ≈ 4.79 ms
     assert W7 / BW == pytest.approx(4.715e-3, rel=1e-3)
     assert base == pytest.approx(4.788e-3, abs=2e-6)
-    gemm = comp(step_time("llama-2-7b-hf", decode=[300]), "decode.gemm")
+    gemm = comp(step_time("llama-2-7b-hf", decode=[300], overhead="none"), "decode.gemm")
     assert gemm.bound == "memory" and gemm.time_s == pytest.approx(W7 / BW)
     per_layer = step_time("llama-2-7b-hf", decode=[300], overhead="per-layer").seconds
     fixed = step_time("llama-2-7b-hf", decode=[300], overhead="fixed").seconds
@@ -50,14 +50,14 @@ def test_overhead_variants_by_step_type(kind, plan, expect_us):
 
 
 def test_tp_scaling_divides_everything():
-    t1 = step_time("llama-2-7b-hf", tp=1, decode=[300] * 8).seconds
-    t2 = step_time("llama-2-7b-hf", tp=2, decode=[300] * 8).seconds
-    t4 = step_time("llama-2-7b-hf", tp=4, decode=[300] * 8).seconds
+    t1 = step_time("llama-2-7b-hf", tp=1, decode=[300] * 8, overhead="none").seconds
+    t2 = step_time("llama-2-7b-hf", tp=2, decode=[300] * 8, overhead="none").seconds
+    t4 = step_time("llama-2-7b-hf", tp=4, decode=[300] * 8, overhead="none").seconds
     assert t2 == pytest.approx(t1 / 2, rel=0.03) and t4 == pytest.approx(t1 / 4, rel=0.05)
 
 
 def test_mixed_step_is_max_of_phases():
-    st = step_time("llama-2-7b-hf", prefill=[1024], decode=[500] * 4)
+    st = step_time("llama-2-7b-hf", prefill=[1024], decode=[500] * 4, overhead="none")
     assert st.seconds == pytest.approx(max(st.notes["prefill_phase_s"], st.notes["decode_phase_s"]), abs=1e-6)
 
 
@@ -79,16 +79,16 @@ def test_corrected_uses_fp8_peak_for_fp8_weights():
 
 
 def test_corrected_adds_lm_head_and_allreduce():
-    st = step_time("llama-2-7b-hf", tp=2, decode=[300], latency_model="roofline-v2-corrected")
+    st = step_time("llama-2-7b-hf", tp=2, decode=[300], latency_model="roofline-v2-corrected", overhead="none")
     lm = comp(st, "lm_head")
     assert lm.bytes == 4096 * 16000 * 2  # vocab sharded over TP
     ar = comp(st, "tp_allreduce")
     assert ar.time_s == pytest.approx(2 * 32 * (5e-6 + 2 * 0.5 * 4096 * 2 / 900e9))
-    assert "tp_allreduce" not in [c.name for c in step_time("llama-2-7b-hf", tp=1, decode=[300], latency_model="roofline-v2-corrected").components]
+    assert "tp_allreduce" not in [c.name for c in step_time("llama-2-7b-hf", tp=1, decode=[300], latency_model="roofline-v2-corrected", overhead="none").components]
 
 
 def test_corrected_causal_prefill_flops():
-    st = step_time("llama-2-7b-hf", prefill=[(512, 1024)], latency_model="roofline-v2-corrected")
+    st = step_time("llama-2-7b-hf", prefill=[(512, 1024)], latency_model="roofline-v2-corrected", overhead="none")
     expect = 4 * 32 * 128 * (512 * 1024 + 512 * 513 / 2) * 32
     assert comp(st, "attention.prefill").flops == pytest.approx(expect)
 

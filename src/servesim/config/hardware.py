@@ -13,7 +13,7 @@ from typing import Any
 from servesim.config.bundled import DATA_DIR
 from servesim.errors import ConfigError
 
-MIB = 1 << 20
+GIB = 1 << 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +68,13 @@ def _preset_index() -> dict[str, str]:
 
 
 def _from_servesim(name: str, body: dict[str, Any], where: str) -> Hardware:
-    known = {f for f in Hardware.__dataclass_fields__} | {"aliases", "usable_memory_mib", "memory_gib"}
+    known = {f for f in Hardware.__dataclass_fields__} | {"aliases", "usable_memory_gib", "memory_gib"}
     unknown = sorted(set(body) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown field '{unknown[0]}' (allowed: {', '.join(sorted(known - {'name'}))})")
     fields = {k: body[k] for k in body if k in Hardware.__dataclass_fields__}
-    if "usable_memory_mib" in body:
-        fields["usable_memory_bytes"] = _num(body, "usable_memory_mib", where) * MIB
+    if "usable_memory_gib" in body:
+        fields["usable_memory_bytes"] = _num(body, "usable_memory_gib", where) * GIB
     if "memory_gib" in body and "memory_gb" not in body:
         fields["memory_gb"] = _num(body, "memory_gib", where) * 1.073741824
     for key in ("bf16_tflops", "hbm_tb_s", "memory_gb"):

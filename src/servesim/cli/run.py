@@ -1,0 +1,177 @@
+"""`servesim run`: simulate one vLLM engine serving a workload; print and save what clients measure."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from servesim.cli.common import HardwareConfigOpt, HardwareOpt, LatencyModelOpt, ModelOpt, OverheadOpt, TpOpt, make_console, write_json_atomic
+from servesim.errors import ServesimError
+
+ENGINE_HELP = "vLLM engine (vLLM names; defaults are vLLM V1's for the GPU)"
+WORKLOAD_HELP = "Workload (GuideLLM/BLIS flag names; default: the 'chat' preset)"
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `run` command."""
+
+    @app.command("run")
+    def run(
+        model: str = ModelOpt,
+        hardware: str = HardwareOpt,
+        hardware_config: Optional[Path] = HardwareConfigOpt,
+        tp: int = TpOpt,
+        latency_model: str = LatencyModelOpt,
+        overhead: str = OverheadOpt,
+        frontend_latency_ms: float = typer.Option(0.0, "--frontend-latency-ms", help="API-server/tokenisation time per request before the engine sees it (ms; counted in TTFT)."),
+        max_num_seqs: Optional[int] = typer.Option(None, "--max-num-seqs", help="Max requests in a step.", rich_help_panel=ENGINE_HELP),
+        max_num_batched_tokens: Optional[int] = typer.Option(None, "--max-num-batched-tokens", help="Token budget per step.", rich_help_panel=ENGINE_HELP),
+        block_size: int = typer.Option(16, "--block-size", help="Tokens per KV block.", rich_help_panel=ENGINE_HELP),
+        gpu_memory_utilization: float = typer.Option(0.9, "--gpu-memory-utilization", help="Fraction of GPU memory vLLM may use.", rich_help_panel=ENGINE_HELP),
+        num_gpu_blocks_override: Optional[int] = typer.Option(None, "--num-gpu-blocks-override", help="KV blocks per GPU (skips the memory estimate).", rich_help_panel=ENGINE_HELP),
+        enable_prefix_caching: bool = typer.Option(True, "--enable-prefix-caching/--no-enable-prefix-caching", help="Automatic prefix caching.", rich_help_panel=ENGINE_HELP),
+        long_prefill_token_threshold: int = typer.Option(0, "--long-prefill-token-threshold", help="Cap on one request's prefill chunk (0 = none).", rich_help_panel=ENGINE_HELP),
+        max_model_len: Optional[int] = typer.Option(None, "--max-model-len", help="Longest prompt+output accepted (default: the model's).", rich_help_panel=ENGINE_HELP),
+        workload: Optional[str] = typer.Option(None, "--workload", help="Workload YAML file or preset name (chat).", rich_help_panel=WORKLOAD_HELP),
+        rate: Optional[float] = typer.Option(None, "--rate", help="Requests per second (open loop).", rich_help_panel=WORKLOAD_HELP),
+        num_requests: Optional[int] = typer.Option(None, "--num-requests", help="Requests to send.", rich_help_panel=WORKLOAD_HELP),
+        duration: Optional[float] = typer.Option(None, "--duration", help="Stop sending after this many seconds.", rich_help_panel=WORKLOAD_HELP),
+        prompt_tokens: Optional[int] = typer.Option(None, "--prompt-tokens", rich_help_panel=WORKLOAD_HELP),
+        prompt_tokens_stdev: Optional[float] = typer.Option(None, "--prompt-tokens-stdev", rich_help_panel=WORKLOAD_HELP),
+        prompt_tokens_min: Optional[int] = typer.Option(None, "--prompt-tokens-min", rich_help_panel=WORKLOAD_HELP),
+        prompt_tokens_max: Optional[int] = typer.Option(None, "--prompt-tokens-max", rich_help_panel=WORKLOAD_HELP),
+        output_tokens: Optional[int] = typer.Option(None, "--output-tokens", rich_help_panel=WORKLOAD_HELP),
+        output_tokens_stdev: Optional[float] = typer.Option(None, "--output-tokens-stdev", rich_help_panel=WORKLOAD_HELP),
+        output_tokens_min: Optional[int] = typer.Option(None, "--output-tokens-min", rich_help_panel=WORKLOAD_HELP),
+        output_tokens_max: Optional[int] = typer.Option(None, "--output-tokens-max", rich_help_panel=WORKLOAD_HELP),
+        prefix_tokens: Optional[int] = typer.Option(None, "--prefix-tokens", help="Shared prefix on every prompt (counted in the prompt).", rich_help_panel=WORKLOAD_HELP),
+        arrival: Optional[str] = typer.Option(None, "--arrival", help="synchronous | concurrency | constant | poisson | gamma.", rich_help_panel=WORKLOAD_HELP),
+        concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Closed-loop clients.", rich_help_panel=WORKLOAD_HELP),
+        cv: Optional[float] = typer.Option(None, "--cv", help="Burstiness (coefficient of variation) for gamma arrivals.", rich_help_panel=WORKLOAD_HELP),
+        trace: Optional[Path] = typer.Option(None, "--trace", help="Replay a trace: CSV/JSONL (arrival_time_s,input_tokens,output_tokens[,prefix_group]) or an inference-perf replay JSON.", rich_help_panel=WORKLOAD_HELP),
+        seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: the workload's).", rich_help_panel=WORKLOAD_HELP),
+        output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write config, summary and per-request records as JSON."),
+        requests_csv: Optional[Path] = typer.Option(None, "--requests-csv", help="Write per-request records as CSV."),
+        json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON instead of a table."),
+        check_invariants: bool = typer.Option(False, "--check-invariants", help="Check KV/scheduler invariants after every step."),
+    ) -> None:
+        """Simulate a vLLM engine serving a workload: TTFT, ITL, TPOT, E2E, throughput (default: Llama-2-7B, H100, chat)."""
+        from servesim.simulation import simulate
+        from servesim.workload import load_workload_yaml, preset, workload_from_flags
+
+        base: Any = "chat"
+        if workload is not None:
+            base = load_workload_yaml(workload) if Path(workload).suffix in (".yaml", ".yml") or Path(workload).is_file() else preset(workload)
+        spec = workload_from_flags(
+            base=base, rate=rate, num_requests=num_requests, duration_s=duration,
+            prompt_tokens=prompt_tokens, prompt_tokens_stdev=prompt_tokens_stdev, prompt_tokens_min=prompt_tokens_min,
+            prompt_tokens_max=prompt_tokens_max, output_tokens=output_tokens, output_tokens_stdev=output_tokens_stdev,
+            output_tokens_min=output_tokens_min, output_tokens_max=output_tokens_max, prefix_tokens=prefix_tokens,
+            arrival=arrival, concurrency=concurrency, cv=cv, trace=str(trace) if trace else None, seed=seed,
+        )
+        engine = {
+            "max_num_seqs": max_num_seqs, "max_num_batched_tokens": max_num_batched_tokens, "block_size": block_size,
+            "gpu_memory_utilization": gpu_memory_utilization, "num_gpu_blocks_override": num_gpu_blocks_override,
+            "enable_prefix_caching": enable_prefix_caching, "long_prefill_token_threshold": long_prefill_token_threshold,
+            "max_model_len": max_model_len,
+        }
+        for path, flag in ((output, "--output"), (requests_csv, "--requests-csv")):
+            if path is not None and not path.resolve().parent.is_dir():
+                raise ServesimError(f"{flag} {path}: folder {path.parent} does not exist")
+        console = make_console(stderr=True)
+        started = time.perf_counter()
+        with _Progress(console, spec.num_requests) as progress:
+            result = simulate(
+                model, hardware, tp, workload=spec, engine=engine, latency_model=latency_model, overhead=overhead,
+                frontend_latency_s=frontend_latency_ms / 1e3, seed=seed, hardware_config=hardware_config,
+                check_invariants=check_invariants, on_record=progress.advance,
+            )
+        wall = time.perf_counter() - started
+        if output is not None:
+            write_json_atomic(output, result.to_dict())
+        if requests_csv is not None:
+            _write_csv(requests_csv, result.requests)
+        if json_out:
+            import json
+
+            typer.echo(json.dumps(result.summary, indent=2))
+        else:
+            render_summary(result, wall)
+
+
+class _Progress:
+    """A rich progress bar on stderr that appears only when a run takes more than ~2 s."""
+
+    def __init__(self, console, total: int | None) -> None:  # type: ignore[no-untyped-def]
+        self.console, self.total, self.done, self.bar, self.task = console, total, 0, None, None
+        self.start = time.perf_counter()
+
+    def __enter__(self) -> "_Progress":
+        return self
+
+    def advance(self, _record: object) -> None:
+        self.done += 1
+        if self.done % 256:
+            return
+        if self.bar is None and time.perf_counter() - self.start > 2.0 and self.console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            self.bar = Progress("simulating", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=self.console, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("run", total=self.total)
+        if self.bar is not None:
+            self.bar.update(self.task, completed=self.done)  # type: ignore[arg-type]
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    import csv
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.resolve().parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            fields = list(rows[0]) if rows else ["id"]
+            writer = csv.DictWriter(fh, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def render_summary(result, wall_s: float | None = None) -> None:  # type: ignore[no-untyped-def]
+    """Print a run's summary as rich tables."""
+    from rich.table import Table
+
+    console = make_console()
+    c, s = result.config, result.summary
+    eng = c["engine"]
+    console.print(
+        f"[bold]{c['model']}[/] on [bold]{c['hardware']}[/] TP{c['tensor_parallel_size']} · {c['latency_model']} + overhead {c['overhead']} · "
+        f"max_num_seqs {eng['max_num_seqs']} · max_num_batched_tokens {eng['max_num_batched_tokens']} · "
+        f"{c['num_gpu_blocks']:,} KV blocks of {eng['block_size']}"
+    )
+    table = Table(title=None)
+    table.add_column("metric (ms)")
+    for col in ("mean", "p50", "p90", "p95", "p99"):
+        table.add_column(col, justify="right")
+    for key, label in (("ttft_ms", "TTFT"), ("itl_ms", "ITL (pooled gaps)"), ("tpot_ms", "TPOT (per request)"), ("e2e_ms", "E2E"), ("queue_ms", "queue")):
+        d = s[key]
+        table.add_row(label, *(f"{d[k]:,.2f}" if d[k] is not None else "–" for k in ("mean", "p50", "p90", "p95", "p99")))
+    console.print(table)
+    console.print(
+        f"completed {s['completed']:,} · rejected {s['rejected']:,} · preemptions {s['preemptions']:,} · "
+        f"duration {s['duration_s']:,.1f} s · {s['requests_per_s']:.2f} req/s · {s['output_tokens_per_s']:,.0f} output tok/s · "
+        f"{s['total_tokens_per_s']:,.0f} total tok/s · KV peak {100 * s['kv_cache_peak_usage']:.1f} % · "
+        f"prefix-cache hits {100 * s['prefix_cache_hit_rate']:.1f} % · {s['engine_steps']:,} steps"
+        + (f" · simulated in {wall_s:.2f} s" if wall_s is not None else "")
+    )

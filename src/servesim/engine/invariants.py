@@ -1,0 +1,74 @@
+"""Engine invariants checked after every step when `check_invariants=True`."""
+
+from __future__ import annotations
+
+import math
+
+from servesim.errors import ServesimError
+
+
+class InvariantError(ServesimError):
+    """An engine invariant broke: names the invariant, the step number and the request id."""
+
+    def __init__(self, invariant: str, step: int, request_id: int | None = None, detail: str = "") -> None:
+        self.invariant = invariant
+        self.step = step
+        self.request_id = request_id
+        rid = "-" if request_id is None else str(request_id)
+        super().__init__(f"invariant {invariant} violated at step {step} (request {rid}): {detail}")
+
+
+def check_step(sched, out, step: int, t_before: float, t_after: float) -> None:
+    """Raise InvariantError if the scheduler state after one step breaks any engine invariant."""
+    pool = sched.kv.pool
+    ref = pool.ref_cnt
+    first_id = sched.running[0].id if sched.running else None
+
+    # Clock: the step may not move time backwards (or to NaN).
+    if not (t_after >= t_before) or math.isnan(t_after):
+        raise InvariantError("clock_monotonic", step, first_id, f"{t_before!r} -> {t_after!r}")
+
+    # Scheduling limits (vLLM asserts the same at the end of schedule()).
+    if out.num_scheduled_tokens > sched.max_num_batched_tokens or sum(out.num_new) != out.num_scheduled_tokens:
+        rid = out.scheduled[-1].id if out.scheduled else None
+        raise InvariantError(
+            "token_budget", step, rid,
+            f"scheduled {sum(out.num_new)} tokens > max_num_batched_tokens={sched.max_num_batched_tokens}",
+        )
+    if out.num_running > sched.max_num_seqs or len(sched.running) > sched.max_num_seqs:
+        rid = out.admitted[-1].id if out.admitted else first_id
+        raise InvariantError("max_num_seqs", step, rid, f"{out.num_running} running > {sched.max_num_seqs}")
+    if out.preempted and out.admitted:
+        raise InvariantError("no_admission_after_preemption", step, out.admitted[0].id, f"{len(out.preempted)} preempted")
+
+    # KV blocks: reference counts, conservation, free-queue consistency.
+    for b in range(1, pool.num_blocks):
+        if ref[b] < 0:
+            raise InvariantError("kv_refcount_nonnegative", step, _holder(sched, b), f"block {b} ref_cnt={ref[b]}")
+    used = sum(1 for b in range(1, pool.num_blocks) if ref[b] > 0)
+    if used + pool.num_free != pool.num_usable:
+        raise InvariantError("kv_block_conservation", step, first_id, f"used {used} + free {pool.num_free} != {pool.num_usable}")
+    for b in pool.free:
+        if ref[b] != 0:
+            raise InvariantError("kv_free_queue_refcount", step, _holder(sched, b), f"free block {b} has ref_cnt={ref[b]}")
+    holders = [0] * pool.num_blocks
+    for r in sched.running:
+        for b in r.blocks:
+            holders[b] += 1
+        if len(r.blocks) * sched.block_size < r.num_computed:
+            raise InvariantError("kv_blocks_cover_computed", step, r.id, f"{len(r.blocks)} blocks < {r.num_computed} tokens")
+        if r.num_output > r.max_tokens or r.num_computed > r.num_tokens:
+            raise InvariantError("token_counts", step, r.id, f"output {r.num_output}/{r.max_tokens}, computed {r.num_computed}/{r.num_tokens}")
+    for r in sched.waiting:
+        if r.blocks or r.num_computed:
+            raise InvariantError("waiting_holds_no_kv", step, r.id, f"{len(r.blocks)} blocks, {r.num_computed} computed")
+    for b in range(1, pool.num_blocks):
+        if holders[b] != ref[b]:
+            raise InvariantError("kv_refcount_matches_holders", step, _holder(sched, b), f"block {b}: ref_cnt={ref[b]}, held by {holders[b]}")
+
+
+def _holder(sched, block: int) -> int | None:
+    for r in sched.running:
+        if block in r.blocks:
+            return r.id
+    return None

@@ -1,0 +1,239 @@
+"""One vLLM V1 `Scheduler.schedule()` step: running requests first, then waiting ones (vllm/v1/core/sched/scheduler.py)."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from servesim.config.engine import EngineConfig
+from servesim.engine.kv_cache import KVCacheManager, cdiv
+from servesim.engine.request import RequestRecord, RequestSpec
+from servesim.errors import ConfigError
+
+
+class EngineRequest:
+    """Engine-side state of one request (vLLM `Request`): token counts, blocks and its record."""
+
+    __slots__ = (
+        "spec", "rec", "id", "uid", "num_prompt", "max_tokens", "num_tokens", "num_computed", "num_output",
+        "blocks", "num_cached_blocks", "group", "n_shared_blocks", "num_preemptions",
+    )
+
+    def __init__(self, spec: RequestSpec, rec: RequestRecord, block_size: int, uid: int | None = None) -> None:
+        self.spec = spec
+        self.rec = rec
+        self.id = spec.id
+        self.uid = spec.id if uid is None else uid  # run-unique number keying this request's private blocks
+        self.num_prompt = spec.input_tokens
+        self.max_tokens = spec.output_tokens
+        self.num_tokens = spec.input_tokens  # vLLM request.num_tokens: prompt + generated so far
+        self.num_computed = 0  # vLLM num_computed_tokens: tokens whose KV is (being) computed
+        self.num_output = 0
+        self.blocks: list[int] = []
+        self.num_cached_blocks = 0  # leading blocks already registered in the prefix cache
+        self.group = None if spec.prefix_group is None else str(spec.prefix_group)  # str: never equal to a uid
+        # Blocks wholly inside the shared prefix have group-wide content; the rest are unique (RequestSpec contract).
+        shared = min(spec.prefix_tokens, spec.input_tokens) if spec.prefix_group is not None else 0
+        self.n_shared_blocks = shared // block_size
+        self.num_preemptions = 0
+
+
+@dataclass(slots=True)
+class SchedulerOutput:
+    """What one schedule() decided: scheduled requests with their token counts, and the StepPlan lists."""
+
+    scheduled: list[EngineRequest] = field(default_factory=list)
+    num_new: list[int] = field(default_factory=list)
+    prefill_new: list[int] = field(default_factory=list)
+    prefill_ctx: list[int] = field(default_factory=list)
+    decode_ctx: list[int] = field(default_factory=list)
+    num_scheduled_tokens: int = 0
+    preempted: list[EngineRequest] = field(default_factory=list)
+    admitted: list[EngineRequest] = field(default_factory=list)
+    num_running: int = 0  # len(running) right after scheduling
+
+
+def validate_engine(engine: EngineConfig) -> None:
+    """Raise ConfigError unless the engine config is resolved and schedulable."""
+    if engine.max_num_seqs is None or engine.max_num_batched_tokens is None or engine.max_model_len is None:
+        raise ConfigError("engine: call EngineConfig.resolved() first (max_num_seqs/max_num_batched_tokens/max_model_len unset)")
+    # Without chunking a prompt must fit one step's budget, or it would wait forever.
+    if not engine.enable_chunked_prefill and engine.max_num_batched_tokens < engine.max_model_len:
+        raise ConfigError(
+            f"engine: max_num_batched_tokens={engine.max_num_batched_tokens} is below "
+            f"max_model_len={engine.max_model_len} with chunked prefill off"
+        )
+
+
+class Scheduler:
+    """vLLM V1 FCFS scheduler with recompute preemption over a KVCacheManager."""
+
+    def __init__(self, engine: EngineConfig, num_gpu_blocks: int) -> None:
+        validate_engine(engine)
+        self.max_num_seqs: int = engine.max_num_seqs
+        self.max_num_batched_tokens: int = engine.max_num_batched_tokens
+        self.max_model_len: int = engine.max_model_len
+        self.threshold: int = engine.long_prefill_token_threshold
+        self.chunked_prefill: bool = engine.enable_chunked_prefill
+        self.block_size: int = engine.block_size
+        self.kv = KVCacheManager(num_gpu_blocks, engine.block_size, engine.enable_prefix_caching)
+        self.running: list[EngineRequest] = []
+        self.waiting: deque[EngineRequest] = deque()
+        self.num_preemptions = 0
+
+    def reject_reason(self, spec: RequestSpec) -> str:
+        """Why this request can never be served ('' if it can), checked when it reaches the engine."""
+        if spec.input_tokens < 1 or spec.output_tokens < 1:
+            return f"invalid lengths: input_tokens={spec.input_tokens}, output_tokens={spec.output_tokens}"
+        # vLLM's OpenAI frontend returns 400 when prompt + max_tokens exceeds max_model_len.
+        if spec.input_tokens + spec.output_tokens > self.max_model_len:
+            return f"max_model_len: {spec.input_tokens}+{spec.output_tokens} > {self.max_model_len}"
+        # vLLM refuses to start unless one max_model_len sequence fits the cache; we reject the request instead.
+        # A request holds KV for at most input + output - 1 tokens (the last output token is never fed back).
+        need = cdiv(spec.input_tokens + spec.output_tokens - 1, self.block_size)
+        if need > self.kv.pool.num_usable:
+            return f"kv_capacity: needs {need} blocks > {self.kv.pool.num_usable} usable"
+        return ""
+
+    def add(self, req: EngineRequest) -> None:
+        """Queue a new request at the back of the waiting queue (FCFS)."""
+        self.waiting.append(req)
+
+    def schedule(self, now: float) -> SchedulerOutput:
+        """Decide one step at clock `now` (s): which requests compute how many tokens; allocates KV."""
+        out = SchedulerOutput()
+        kv = self.kv
+        bs = self.block_size
+        caching = kv.enable_caching
+        running = self.running
+        threshold = self.threshold
+        budget = self.max_num_batched_tokens
+        scheduled, num_new_l = out.scheduled, out.num_new
+        p_new, p_ctx, d_ctx = out.prefill_new, out.prefill_ctx, out.decode_ctx
+
+        # (a) RUNNING requests, in list order, while budget lasts.
+        i = 0
+        while i < len(running) and budget > 0:
+            req = running[i]
+            ctx = req.num_computed
+            # vLLM: num_new = num_tokens - num_computed (remaining prompt/recompute, or 1 decode token).
+            n = req.num_tokens - ctx
+            if 0 < threshold < n:
+                n = threshold
+            if n > budget:
+                n = budget
+            total = ctx + n
+            if total <= len(req.blocks) * bs:
+                # Fast path of vLLM allocate_slots: no new block needed; only newly full blocks get cached.
+                if caching:
+                    n_full = (total if total < req.num_tokens else req.num_tokens) // bs
+                    if n_full > req.num_cached_blocks:
+                        kv.cache_full_blocks(req, n_full)
+            else:
+                ok = True
+                while not kv.allocate_slots(req, n):
+                    # vLLM FCFS preemption: pop the TAIL of running; it is never a request already scheduled
+                    # this step (it sits after index i) nor one admitted this step (phase (b) runs later).
+                    victim = running.pop()
+                    self._preempt(victim, out)
+                    if victim is req:
+                        ok = False
+                        break
+                if not ok:
+                    break
+            scheduled.append(req)
+            num_new_l.append(n)
+            budget -= n
+            i += 1
+            # A decode feeds the last sampled token: one token, context = KV already held (prompt + generated - 1).
+            if n == 1 and req.num_output and ctx == req.num_tokens - 1:
+                d_ctx.append(ctx)
+            else:
+                p_new.append(n)
+                p_ctx.append(ctx)
+            # vLLM _update_after_schedule advances num_computed_tokens right after scheduling; doing it here is
+            # equivalent because later preemption victims are never requests scheduled earlier in the step.
+            req.num_computed = total
+
+        # (b) WAITING requests, FCFS, only if nothing was preempted this step (vLLM: `if not preempted_reqs`).
+        if not out.preempted:
+            waiting = self.waiting
+            while waiting and budget > 0:
+                if len(running) == self.max_num_seqs:
+                    break
+                req = waiting[0]
+                # vLLM looks the prefix cache up only for num_computed_tokens == 0 (always true here:
+                # no KV connector), and resumed requests look up prompt + already generated tokens.
+                hit_blocks, num_hit = kv.get_computed_blocks(req)
+                n = req.num_tokens - num_hit
+                if 0 < threshold < n:
+                    n = threshold
+                # vLLM PR #28911 (Nov 2025; in 0.15.1, not 0.11.0): with chunked prefill off, a prompt that does not fit the
+                # remaining budget stops admission (0.11 skipped to the next waiting request instead).
+                if not self.chunked_prefill and n > budget:
+                    break
+                if n > budget:
+                    n = budget
+                # vLLM breaks (does not skip) when the head of the queue cannot get blocks; no preemption here.
+                if not kv.allocate_slots(req, n, hit_blocks, num_hit):
+                    break
+                waiting.popleft()
+                running.append(req)
+                rec = req.rec
+                if rec.first_scheduled_s is None:
+                    rec.first_scheduled_s = now
+                    # vLLM num_cached_tokens is set once, at the first admission (`if num_cached_tokens < 0`).
+                    rec.cached_tokens = num_hit
+                out.admitted.append(req)
+                scheduled.append(req)
+                num_new_l.append(n)
+                budget -= n
+                if n == 1 and req.num_output and num_hit == req.num_tokens - 1:
+                    d_ctx.append(num_hit)
+                else:
+                    p_new.append(n)
+                    p_ctx.append(num_hit)
+                # vLLM sets num_computed_tokens = cached tokens at admission, then adds the scheduled chunk.
+                req.num_computed = num_hit + n
+
+        out.num_scheduled_tokens = self.max_num_batched_tokens - budget
+        out.num_running = len(running)
+        return out
+
+    def _preempt(self, req: EngineRequest, out: SchedulerOutput) -> None:
+        # vLLM _preempt_request (recompute mode): free blocks, num_computed_tokens = 0, prepend to waiting;
+        # generated tokens are kept, so the resumed request recomputes prompt + generated tokens.
+        self.kv.free(req)
+        req.num_computed = 0
+        req.num_preemptions += 1
+        req.rec.preemptions += 1
+        self.num_preemptions += 1
+        self.waiting.appendleft(req)
+        out.preempted.append(req)
+
+    def update_from_output(self, out: SchedulerOutput, now: float, record_token_times: bool) -> list[EngineRequest]:
+        """Apply a finished step at clock `now` (s): sample tokens, stamp times, free finished requests."""
+        finished: list[EngineRequest] = []
+        for req in out.scheduled:
+            # vLLM samples a token only for requests whose computed tokens caught up with num_tokens
+            # (a partial prefill chunk's sample is discarded).
+            if req.num_computed != req.num_tokens:
+                continue
+            req.num_output += 1
+            req.num_tokens += 1
+            rec = req.rec
+            if rec.first_token_s is None:
+                rec.first_token_s = now
+            if record_token_times:
+                rec.token_times_s.append(now)  # type: ignore[union-attr]
+            # vLLM check_stop: FINISHED_LENGTH_CAPPED once num_output_tokens >= max_tokens (ignore_eos).
+            if req.num_output >= req.max_tokens:
+                rec.finish_s = now
+                finished.append(req)
+        if finished:
+            kv = self.kv
+            for req in finished:
+                kv.free(req)
+            # vLLM remove_all(running, stopped): order of the survivors is kept.
+            self.running = [r for r in self.running if r.num_output < r.max_tokens]
+        return finished

@@ -1,0 +1,158 @@
+"""The engine loop: one vLLM V1 engine instance, where each step is schedule -> execute -> update."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from servesim.config.engine import EngineConfig
+from servesim.engine.invariants import InvariantError, check_step
+from servesim.engine.request import RequestRecord, RequestSource, RequestSpec
+from servesim.engine.scheduler import EngineRequest, Scheduler, validate_engine
+from servesim.errors import ConfigError
+from servesim.latency.plan import LatencyModel, StepPlan
+
+
+@dataclass(slots=True)
+class EngineStats:
+    """What one run produced: records (if not streamed), counters, and times in seconds."""
+
+    records: list[RequestRecord] = field(default_factory=list)
+    steps: int = 0
+    preemptions: int = 0
+    rejected: int = 0
+    completed: int = 0
+    duration_s: float = 0.0  # clock when the run ended
+    busy_s: float = 0.0  # sum of step times
+    kv_peak_usage: float = 0.0  # peak fraction of usable KV blocks held by requests (after scheduling)
+    prefix_cache_queried_tokens: int = 0  # vLLM prefix_cache_queries (lookups of never-preempted requests)
+    prefix_cache_hit_tokens: int = 0  # vLLM prefix_cache_hits
+    prefix_cache_preempted_queried_tokens: int = 0  # re-lookups after preemption (vLLM keeps them apart)
+    prefix_cache_preempted_hit_tokens: int = 0
+    prefill_tokens: int = 0  # prompt/recompute tokens computed
+    decode_tokens: int = 0  # decode steps summed over requests
+
+
+class Simulator:
+    """Discrete-time simulator of one engine: the step is the clock (no event heap needed)."""
+
+    def __init__(
+        self,
+        engine: EngineConfig,
+        latency: LatencyModel,
+        num_gpu_blocks: int,
+        *,
+        frontend_latency_s: float = 0.0,
+        record_token_times: bool = True,
+        check_invariants: bool = False,
+    ) -> None:
+        if not (frontend_latency_s >= 0.0 and math.isfinite(frontend_latency_s)):
+            raise ConfigError(f"engine: frontend_latency_s={frontend_latency_s!r}: must be a finite number >= 0")
+        self.engine = engine
+        self.latency = latency
+        self.num_gpu_blocks = num_gpu_blocks
+        self.frontend_latency_s = frontend_latency_s
+        self.record_token_times = record_token_times
+        self.check_invariants = check_invariants
+        validate_engine(engine)
+        if not isinstance(num_gpu_blocks, int) or num_gpu_blocks < 2:
+            raise ConfigError(f"engine: num_gpu_blocks={num_gpu_blocks!r}: need an int >= 2 (one is vLLM's null block)")
+        self.scheduler: Scheduler | None = None  # the last run's scheduler, for inspection
+
+    def run(self, source: RequestSource, on_finish: Callable[[RequestRecord], None] | None = None) -> EngineStats:
+        """Serve every request the source yields; return counters (and records when on_finish is None)."""
+        sched = Scheduler(self.engine, self.num_gpu_blocks)
+        self.scheduler = sched
+        kv = sched.kv
+        pool = kv.pool
+        step_time = self.latency.step_time
+        fe = self.frontend_latency_s
+        tt = self.record_token_times
+        check = self.check_invariants
+        bs = sched.block_size
+        stats = EngineStats()
+        keep = on_finish is None
+        records = stats.records
+
+        def emit(spec: RequestSpec, rec: RequestRecord, t: float) -> None:
+            source.on_finish(spec, t)
+            if keep:
+                records.append(rec)
+            else:
+                on_finish(rec)  # type: ignore[misc]
+
+        now = 0.0
+        uid = 0  # run-unique request number (spec ids may repeat across closed-loop sources)
+        steps = 0
+        busy = 0.0
+        peak = 0.0
+        prefill_tokens = decode_tokens = 0
+        while True:
+            # Ingest: requests the frontend has handed over by now (arrival + API-server/tokenisation time).
+            # vLLM EngineCore drains its input queue between steps, so a mid-step arrival waits for the next schedule().
+            t = source.peek_arrival_s()
+            while t is not None and t + fe <= now:
+                spec = source.pop()
+                rec = RequestRecord(
+                    id=spec.id, arrival_s=spec.arrival_s, input_tokens=spec.input_tokens,
+                    output_tokens=spec.output_tokens, stage=spec.stage, token_times_s=[] if tt else None,
+                )
+                reason = sched.reject_reason(spec)
+                if reason:
+                    rec.rejected = True
+                    rec.reject_reason = reason
+                    stats.rejected += 1
+                    # The frontend rejects at arrival + frontend latency; the engine never sees the request.
+                    emit(spec, rec, spec.arrival_s + fe)
+                else:
+                    sched.add(EngineRequest(spec, rec, bs, uid))
+                    uid += 1
+                t = source.peek_arrival_s()
+
+            if not sched.running and not sched.waiting:
+                if t is None:
+                    break
+                now = max(now, t + fe)  # idle: jump to the next hand-over
+                continue
+
+            # Synchronous engine: schedule -> execute -> update, no overlap (vLLM async scheduling is not
+            # modelled); all per-step CPU time (scheduling, sampling, detokenisation) lives in the latency model.
+            out = sched.schedule(now)
+            if not out.scheduled:
+                # Cannot happen for requests that passed reject_reason(); guard against a silent livelock.
+                raise InvariantError("progress", steps + 1, sched.waiting[0].id if sched.waiting else None, "step scheduled nothing")
+            u = pool.usage()
+            if u > peak:
+                peak = u
+            plan = StepPlan(tuple(out.prefill_new), tuple(out.prefill_ctx), tuple(out.decode_ctx))
+            dt = step_time(plan)
+            if not dt >= 0.0:  # also catches NaN; one comparison per step, so always on
+                raise InvariantError("clock_monotonic", steps + 1, out.scheduled[0].id, f"step time {dt!r} s")
+            t0 = now
+            now = t0 + dt
+            busy += dt
+            steps += 1
+            prefill_tokens += sum(out.prefill_new)
+            decode_tokens += len(out.decode_ctx)
+
+            finished = sched.update_from_output(out, now, tt)
+            if check:
+                check_step(sched, out, steps, t0, now)
+            for req in finished:
+                stats.completed += 1
+                emit(req.spec, req.rec, now)
+
+        stats.steps = steps
+        stats.preemptions = sched.num_preemptions
+        stats.duration_s = now
+        stats.busy_s = busy
+        stats.kv_peak_usage = peak
+        s = kv.stats
+        stats.prefix_cache_queried_tokens = s.queries
+        stats.prefix_cache_hit_tokens = s.hits
+        stats.prefix_cache_preempted_queried_tokens = s.preempted_queries
+        stats.prefix_cache_preempted_hit_tokens = s.preempted_hits
+        stats.prefill_tokens = prefill_tokens
+        stats.decode_tokens = decode_tokens
+        return stats

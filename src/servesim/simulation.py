@@ -1,0 +1,185 @@
+"""One simulated serving run: resolve configs, build the engine and workload, run, summarise."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from servesim import __version__
+from servesim.config import EngineConfig, Hardware, ModelSpec, engine_config, load_hardware, load_model
+from servesim.engine import EngineStats, RequestRecord, RequestSource, RequestSpec, Simulator, num_gpu_blocks
+from servesim.errors import ConfigError
+from servesim.latency import make_latency_model
+from servesim.metrics import per_request, summarize, summarize_by_stage
+
+DEFAULT_LATENCY_MODEL = "roofline-v2"
+DEFAULT_OVERHEAD = "per-layer"  # the anchor (BLIS @389235eb) ships perLayerOverhead = 100 µs
+
+
+@dataclass
+class RunResult:
+    """A finished run: `summary` (dict), `requests` (per-request dicts), the `config` that reproduces it."""
+
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    requests: list[dict[str, Any]]
+    stages: dict[str, Any] = field(default_factory=dict)
+    records: list[RequestRecord] = field(default_factory=list, repr=False)
+    stats: EngineStats | None = field(default=None, repr=False)
+
+    def to_dict(self, *, include_requests: bool = True) -> dict[str, Any]:
+        """The JSON document `servesim run --output` writes."""
+        out: dict[str, Any] = {"config": self.config, "summary": self.summary}
+        if self.stages:
+            out["stages"] = self.stages
+        if include_requests:
+            out["requests"] = self.requests
+        return out
+
+    def to_pandas(self):  # type: ignore[no-untyped-def]
+        """Per-request records as a pandas DataFrame (needs `pip install servesim[pandas]`)."""
+        try:
+            import pandas as pd
+        except ModuleNotFoundError:
+            raise ConfigError("to_pandas() needs pandas: pip install 'servesim[pandas]'") from None
+        return pd.DataFrame(self.requests)
+
+
+def resolve_engine(
+    engine: EngineConfig | Mapping[str, Any] | None, model: ModelSpec, hardware: Hardware, tp: int
+) -> EngineConfig:
+    """An EngineConfig with vLLM V1's GPU-dependent defaults filled in, at tensor parallelism tp."""
+    if engine is None:
+        cfg = EngineConfig(tensor_parallel_size=tp)
+    elif isinstance(engine, EngineConfig):
+        cfg = engine.model_copy(update={"tensor_parallel_size": tp})
+    else:
+        cfg = engine_config(**{**dict(engine), "tensor_parallel_size": tp})
+    return cfg.resolved(
+        gpu_memory_gib=hardware.usable_memory_bytes / (1 << 30),
+        gpu_name=hardware.name,
+        model_max_len=model.max_position_embeddings,
+    )
+
+
+def kv_blocks_for(engine: EngineConfig, model: ModelSpec, hardware: Hardware) -> int:
+    """KV blocks per GPU: the override when set, else vLLM's memory profile (engine/capacity.py)."""
+    if engine.num_gpu_blocks_override is not None:
+        return engine.num_gpu_blocks_override
+    tp = engine.tensor_parallel_size
+    try:
+        return num_gpu_blocks(
+            gpu_memory_bytes=hardware.usable_memory_bytes,
+            gpu_memory_utilization=engine.gpu_memory_utilization,
+            weight_bytes=model.weight_bytes,
+            tensor_parallel_size=tp,
+            kv_bytes_per_token_per_gpu=model.kv_bytes_per_token_per_gpu(tp),
+            block_size=engine.block_size,
+            max_num_batched_tokens=int(engine.max_num_batched_tokens or 2048),
+            hidden_size=model.hidden_size,
+            intermediate_size=model.dense_intermediate_size or model.intermediate_size,
+        )
+    except ConfigError:
+        need = model.weight_bytes / tp / (1 << 30)
+        have = hardware.usable_memory_bytes * engine.gpu_memory_utilization / (1 << 30)
+        raise ConfigError(
+            f"{model.name} does not fit on {hardware.name} at TP{tp}: weights need {need:.1f} GiB per GPU, "
+            f"{have:.1f} GiB available at gpu_memory_utilization={engine.gpu_memory_utilization} "
+            f"(raise --tp or --gpu-memory-utilization)"
+        ) from None
+
+
+def _workload_source(workload: Any, seed: int | None) -> tuple[RequestSource, dict[str, Any] | None]:
+    from servesim.workload import ListSource, WorkloadSpec, build_source, load_workload_yaml, parse_workload, preset
+
+    if workload is None:
+        workload = "chat"
+    if isinstance(workload, (str, Path)):
+        text = str(workload)
+        spec = load_workload_yaml(text) if text.endswith((".yaml", ".yml")) or Path(text).is_file() else preset(text)
+    elif isinstance(workload, WorkloadSpec):
+        spec = workload
+    elif isinstance(workload, Mapping):
+        spec = parse_workload(dict(workload))
+    elif hasattr(workload, "peek_arrival_s"):
+        return workload, None
+    else:
+        return ListSource(list(workload)), None
+    described = spec.model_dump(mode="json", exclude_none=True)
+    if seed is not None:
+        described["seed"] = seed
+    return build_source(spec, seed), described
+
+
+def simulate(
+    model: str | Path | ModelSpec = "llama-2-7b-hf",
+    hardware: str | Path | Hardware = "H100",
+    tp: int = 1,
+    *,
+    workload: Any = None,
+    engine: EngineConfig | Mapping[str, Any] | None = None,
+    latency_model: str = DEFAULT_LATENCY_MODEL,
+    overhead: str = DEFAULT_OVERHEAD,
+    frontend_latency_s: float = 0.0,
+    seed: int | None = None,
+    hardware_config: str | Path | None = None,
+    record_token_times: bool = True,
+    check_invariants: bool = False,
+    on_record: Callable[[RequestRecord], None] | None = None,
+) -> RunResult:
+    """Simulate one vLLM engine serving a workload and summarise what clients would measure.
+
+    workload: a preset name ("chat"), a YAML path, a WorkloadSpec or dict, a RequestSource, or an
+    iterable of RequestSpec (a trace). engine: vLLM engine args (vLLM names) as EngineConfig or dict.
+    frontend_latency_s: API-server/tokenisation time before the engine sees a request (counted in TTFT).
+    """
+    spec = model if isinstance(model, ModelSpec) else load_model(model)
+    hw = hardware if isinstance(hardware, Hardware) else load_hardware(str(hardware), hardware_config)
+    spec.check_tp(tp)
+    eng = resolve_engine(engine, spec, hw, tp)
+    blocks = kv_blocks_for(eng, spec, hw)
+    lm = make_latency_model(latency_model, spec, hw, tp, overhead)
+    if not (isinstance(frontend_latency_s, (int, float)) and math.isfinite(frontend_latency_s) and frontend_latency_s >= 0):
+        raise ConfigError(f"--frontend-latency-ms: {frontend_latency_s!r} s must be a finite number >= 0")
+    source, described = _workload_source(workload, seed)
+    sim = Simulator(eng, lm, blocks, frontend_latency_s=frontend_latency_s,
+                    record_token_times=record_token_times, check_invariants=check_invariants)
+    records: list[RequestRecord] = []
+
+    def keep(rec: RequestRecord) -> None:
+        records.append(rec)
+        if on_record is not None:
+            on_record(rec)
+
+    stats = sim.run(source, on_finish=keep)
+    records.sort(key=lambda r: r.id)
+    summary = summarize(records)
+    summary["preemptions"] = stats.preemptions
+    summary["kv_cache_peak_usage"] = stats.kv_peak_usage
+    summary["prefix_cache_hit_rate"] = (
+        stats.prefix_cache_hit_tokens / stats.prefix_cache_queried_tokens if stats.prefix_cache_queried_tokens else 0.0
+    )
+    summary["engine_steps"] = stats.steps
+    summary["engine_busy_s"] = stats.busy_s
+    stages = {}
+    if len({r.stage for r in records}) > 1:
+        stages = {str(k): v for k, v in summarize_by_stage(records).items()}
+    config = {
+        "servesim_version": __version__,
+        "model": spec.name,
+        "model_source": spec.source,
+        "hardware": hw.name,
+        "hardware_spec": {k: getattr(hw, k) for k in ("bf16_tflops", "fp8_tflops", "hbm_tb_s", "usable_memory_bytes", "nvlink_gb_s", "bw_efficiency", "per_layer_overhead_us")},
+        "tensor_parallel_size": tp,
+        "engine": eng.model_dump(),
+        "num_gpu_blocks": blocks,
+        "latency_model": latency_model,
+        "overhead": overhead,
+        "frontend_latency_s": frontend_latency_s,
+        "workload": described,
+        "seed": seed,
+    }
+    return RunResult(config, summary, [per_request(r) for r in records], stages, records, stats)

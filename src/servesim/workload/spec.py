@@ -1,0 +1,449 @@
+"""WorkloadSpec: the user's workload description (YAML or CLI flags), and the RequestSource built from it.
+
+YAML shape (every key optional unless noted; unknown keys are refused, naming the key):
+
+    input_tokens:  {kind: gaussian, mean: 512, stdev: 256, min: 2, max: 2048}   # or an int = constant
+    output_tokens: {kind: gaussian, mean: 256, stdev: 128, min: 2, max: 1024}
+    prefix_tokens: 0            # one shared prefix prepended to every prompt (counts inside input)
+    shared_prefix: {num_groups: 4, users_per_group: 8, system_prompt_len: 512, question_len: 128, output_len: 256}
+    arrival: {process: poisson, rate: 4}     # synchronous | concurrency (concurrency, think_time_s)
+                                             # | constant | poisson | gamma (cv) ; rate or stages
+    num_requests: 500           # and/or duration_s
+    trace: {path: trace.csv, format: auto, sort: false, errors: skip}   # or just the path
+    seed: 0
+
+A trace replaces lengths, prefixes and arrival (it may be cut by num_requests / duration_s).
+Relative file paths in a YAML file are resolved against the YAML file's folder.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import numpy as np
+import yaml
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo
+from pydantic import field_validator, model_validator
+
+from servesim.engine.request import RequestSource
+from servesim.errors import WorkloadError
+from servesim.workload import arrivals as arr
+from servesim.workload.distributions import LengthDistribution, length_distribution
+from servesim.workload.prompts import PromptModel, Prompts, SharedPrefixPrompts
+from servesim.workload.sources import ClosedLoopSource, ListSource, OpenLoopSource
+from servesim.workload.traces import read_trace
+
+__all__ = [
+    "ArrivalSpec",
+    "LengthSpec",
+    "PRESETS",
+    "SharedPrefixSpec",
+    "StageSpec",
+    "TraceSpec",
+    "WorkloadSpec",
+    "build_prompts",
+    "build_source",
+    "load_workload_yaml",
+    "parse_workload",
+    "preset",
+    "workload_from_flags",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _resolve(path: str, info: ValidationInfo) -> str:
+    """path made absolute against the validation context's base_dir (the YAML folder), if any."""
+    base = (info.context or {}).get("base_dir")
+    return str(Path(base) / path) if base is not None and not Path(path).is_absolute() else path
+
+
+class LengthSpec(_Strict):
+    """A token-length distribution: `kind` plus that kind's parameters (an int means constant)."""
+
+    kind: Literal["constant", "gaussian", "uniform", "exponential", "lognormal", "empirical"]
+    value: int | None = None
+    mean: float | None = None
+    stdev: float | None = None
+    min: int | None = None
+    max: int | None = None
+    values: list[int] | None = None
+    file: str | None = None
+    column: str | None = None
+    _dist: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, (int, float)) and not isinstance(data, bool):
+            return {"kind": "constant", "value": data}
+        return data
+
+    @field_validator("file")
+    @classmethod
+    def _resolve_file(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return None if v is None else _resolve(v, info)
+
+    @model_validator(mode="after")
+    def _build(self) -> "LengthSpec":
+        params = {k: getattr(self, k) for k in type(self).model_fields if k != "kind" and k in self.model_fields_set}
+        try:
+            self._dist = length_distribution(self.kind, params)
+        except WorkloadError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def build(self) -> LengthDistribution:
+        """The validated length distribution."""
+        return self._dist
+
+
+class StageSpec(_Strict):
+    """One load stage: rate (req/s) for duration_s (s); inference-perf's `duration` is accepted too."""
+
+    rate: float = Field(gt=0)
+    duration_s: float = Field(gt=0, validation_alias=AliasChoices("duration_s", "duration"))
+
+
+ArrivalName = Literal["synchronous", "concurrency", "constant", "poisson", "gamma"]
+_CLOSED = ("synchronous", "concurrency")
+# process: (required keys, other allowed keys); open-loop processes need exactly one of rate / stages.
+_ARRIVAL_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "synchronous": ((), ("think_time_s",)),
+    "concurrency": (("concurrency",), ("think_time_s",)),
+    "constant": ((), ("rate", "stages")),
+    "poisson": ((), ("rate", "stages")),
+    "gamma": (("cv",), ("rate", "stages")),
+}
+
+
+class ArrivalSpec(_Strict):
+    """How requests arrive: closed loop (synchronous, concurrency) or open loop at a rate or in stages."""
+
+    process: ArrivalName
+    rate: float | None = Field(None, gt=0)
+    concurrency: int | None = Field(None, ge=1)
+    cv: float | None = Field(None, gt=0)
+    think_time_s: float | None = Field(None, ge=0)
+    stages: tuple[StageSpec, ...] | None = Field(None, min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"process": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _check(self) -> "ArrivalSpec":
+        required, allowed = _ARRIVAL_KEYS[self.process]
+        given = self.model_fields_set - {"process"}
+        for key in sorted(given - set(required) - set(allowed)):
+            allowed_keys = ", ".join(required + allowed) or "none"
+            raise ValueError(f"{key} does not apply to process {self.process!r} (allowed: {allowed_keys})")
+        for key in required:
+            if key not in given:
+                raise ValueError(f"process {self.process!r} needs {key}")
+        if self.process not in _CLOSED and (self.rate is None) == (self.stages is None):
+            raise ValueError(f"process {self.process!r} needs exactly one of rate or stages")
+        return self
+
+    @property
+    def closed_loop(self) -> bool:
+        """True for synchronous / concurrency."""
+        return self.process in _CLOSED
+
+    def build(self) -> arr.ArrivalProcess:
+        """The arrival process this spec describes."""
+        if self.closed_loop:
+            return arr.ClosedLoop(self.concurrency or 1, self.think_time_s or 0.0)
+        cv = self.cv or 1.0
+        if self.stages is not None:
+            return arr.staged([(s.rate, s.duration_s) for s in self.stages], self.process, cv)  # type: ignore[arg-type]
+        return arr.OpenLoop(self.process, (arr.Stage(self.rate, math.inf),), cv)  # type: ignore[arg-type]
+
+
+class SharedPrefixSpec(_Strict):
+    """inference-perf shared_prefix (its key names are accepted too): groups × users, constant lengths."""
+
+    num_groups: int = Field(ge=1, validation_alias=AliasChoices("num_groups", "num_unique_system_prompts"))
+    users_per_group: int = Field(
+        ge=1, validation_alias=AliasChoices("users_per_group", "num_users_per_system_prompt", "num_prompts_per_group")
+    )
+    system_prompt_len: int = Field(ge=1)
+    question_len: int = Field(ge=1)
+    output_len: int = Field(ge=1)
+
+
+class TraceSpec(_Strict):
+    """A trace file to replay (CSV, JSONL or inference-perf replay JSON)."""
+
+    path: str
+    format: Literal["auto", "csv", "jsonl", "inference_perf"] = "auto"
+    sort: bool = False  # False: an unsorted trace is refused, naming the row
+    errors: Literal["skip", "impute", "raise"] = "skip"  # inference-perf rows with has_error
+    stage_durations_s: tuple[float, ...] | None = None  # tag requests with inference-perf load stages
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"path": str(data)} if isinstance(data, (str, Path)) else data
+
+    @field_validator("path")
+    @classmethod
+    def _resolve_path(cls, v: str, info: ValidationInfo) -> str:
+        return _resolve(v, info)
+
+
+class WorkloadSpec(_Strict):
+    """A whole workload: request shapes, arrivals and size, or a trace; plus the seed."""
+
+    input_tokens: LengthSpec | None = None  # prompt tokens AFTER any prefix_tokens
+    output_tokens: LengthSpec | None = None
+    prefix_tokens: int = Field(0, ge=0)  # input = prefix_tokens + input_tokens draw (GuideLLM convention)
+    shared_prefix: SharedPrefixSpec | None = None
+    arrival: ArrivalSpec | None = None
+    num_requests: int | None = Field(None, ge=1)
+    duration_s: float | None = Field(None, gt=0)
+    trace: TraceSpec | None = None
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> "WorkloadSpec":
+        given = self.model_fields_set
+        if self.trace is not None:
+            for key in ("input_tokens", "output_tokens", "prefix_tokens", "shared_prefix", "arrival"):
+                if key in given:
+                    raise ValueError(f"{key} cannot be combined with trace (the trace gives lengths and arrivals)")
+            return self
+        if self.shared_prefix is not None:
+            for key in ("input_tokens", "output_tokens", "prefix_tokens"):
+                if key in given:
+                    raise ValueError(f"{key} cannot be combined with shared_prefix (it sets the lengths)")
+        else:
+            for key in ("input_tokens", "output_tokens"):
+                if getattr(self, key) is None:
+                    raise ValueError(f"{key} is required unless trace or shared_prefix is given")
+        if self.arrival is None:
+            raise ValueError("arrival is required unless trace is given")
+        if self.num_requests is None and self.duration_s is None and self.arrival.stages is None:
+            raise ValueError("give num_requests and/or duration_s (or arrival stages)")
+        return self
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation like `X | None` or `tuple[X, ...]`, if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys WorkloadSpec accepts at the mapping that holds loc's last key."""
+    model: type[BaseModel] | None = WorkloadSpec
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        info = model.model_fields.get(part)
+        model = _model_of(info.annotation) if info is not None else None
+    if model is None:
+        return []
+    return [name for name, f in model.model_fields.items() if not name.startswith("_")]
+
+
+def _one_line(exc: ValidationError, where: str) -> WorkloadError:
+    """pydantic's first error as a one-line WorkloadError naming where, the key path and the value."""
+    errors = exc.errors()
+    # An unknown key is the likeliest root cause (a misspelt `rate` also makes `arrival` incomplete).
+    err = next((e for e in errors if e.get("type") == "extra_forbidden"), errors[0])
+    loc = tuple(err.get("loc", ()))
+    path = ".".join(str(p) for p in loc) or "workload"
+    if err.get("type") == "extra_forbidden":
+        allowed = ", ".join(_allowed_keys(loc))
+        return WorkloadError(f"{where}: {path}: unknown key (allowed: {allowed})")
+    msg = str(err.get("msg", "")).removeprefix("Value error, ").replace("\n", " ")
+    value = repr(err.get("input"))
+    value = value if len(value) <= 60 else value[:57] + "..."
+    if err.get("type") == "value_error":
+        return WorkloadError(f"{where}: {path}: {msg}")
+    return WorkloadError(f"{where}: {path}={value}: {msg}")
+
+
+def parse_workload(data: Any, *, where: str = "workload", base_dir: str | Path | None = None) -> WorkloadSpec:
+    """A WorkloadSpec from plain data (a YAML mapping); bad input raises a one-line WorkloadError."""
+    if not isinstance(data, dict):
+        raise WorkloadError(f"{where}: expected a mapping of workload keys, got {type(data).__name__}")
+    try:
+        return WorkloadSpec.model_validate(data, context={"base_dir": None if base_dir is None else str(base_dir)})
+    except ValidationError as exc:
+        raise _one_line(exc, where) from None
+
+
+def load_workload_yaml(path: str | Path) -> WorkloadSpec:
+    """A WorkloadSpec from a YAML file; relative file paths inside resolve against its folder."""
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise WorkloadError(f"{p}: cannot read workload file ({exc.__class__.__name__})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        raise WorkloadError(f"{p}: not valid YAML{at}") from None
+    return parse_workload(data, where=str(p), base_dir=p.parent)
+
+
+def build_prompts(spec: WorkloadSpec) -> PromptModel:
+    """The prompt-shape model of a generated (non-trace) workload."""
+    if spec.shared_prefix is not None:
+        return SharedPrefixPrompts(**spec.shared_prefix.model_dump())
+    assert spec.input_tokens is not None and spec.output_tokens is not None
+    return Prompts(spec.input_tokens.build(), spec.output_tokens.build(), spec.prefix_tokens)
+
+
+def build_source(spec: WorkloadSpec, seed: int | None = None) -> RequestSource:
+    """The lazy RequestSource for spec; an explicit seed overrides spec.seed (BLIS: CLI --seed wins)."""
+    if spec.trace is not None:
+        t = spec.trace
+        trace = read_trace(t.path, format=t.format, sort=t.sort, errors=t.errors, stage_durations_s=t.stage_durations_s)
+        specs = [s for s in trace.specs if spec.duration_s is None or s.arrival_s < spec.duration_s]
+        return ListSource(specs[: spec.num_requests], where=trace.path)
+    assert spec.arrival is not None
+    rng = np.random.default_rng(spec.seed if seed is None else seed)
+    process = spec.arrival.build()
+    kwargs = {"num_requests": spec.num_requests, "duration_s": spec.duration_s}
+    if isinstance(process, arr.ClosedLoop):
+        return ClosedLoopSource(process, build_prompts(spec), rng, **kwargs)
+    return OpenLoopSource(process, build_prompts(spec), rng, **kwargs)
+
+
+# Named workloads. `chat` (the CLI default): Gaussian prompts 512±256 tokens in [2, 2048], Gaussian
+# outputs 256±128 in [2, 1024], Poisson arrivals at 4 req/s, 500 requests, seed 0.
+PRESETS: dict[str, dict[str, Any]] = {
+    "chat": {
+        "input_tokens": {"kind": "gaussian", "mean": 512, "stdev": 256, "min": 2, "max": 2048},
+        "output_tokens": {"kind": "gaussian", "mean": 256, "stdev": 128, "min": 2, "max": 1024},
+        "arrival": {"process": "poisson", "rate": 4.0},
+        "num_requests": 500,
+        "seed": 0,
+    },
+}
+
+
+def preset(name: str) -> WorkloadSpec:
+    """The named preset workload (see PRESETS)."""
+    if name not in PRESETS:
+        raise WorkloadError(f"workload preset={name!r}: must be one of {', '.join(sorted(PRESETS))}")
+    return parse_workload(PRESETS[name], where=f"preset {name}")
+
+
+def _flag_lengths(prefix: str, mean: int | None, stdev: float | None, lo: int | None, hi: int | None) -> dict | None:
+    """GuideLLM IntegerRangeSampler semantics for --<prefix>-tokens flags (None when none given).
+
+    stdev > 0: gaussian(mean, stdev, min or max(1, mean−5·stdev), max or mean+5·stdev);
+    no stdev but min < max: uniform(min, max); otherwise constant(mean).
+    """
+    if mean is None:
+        if any(v is not None for v in (stdev, lo, hi)):
+            raise WorkloadError(f"flags: --{prefix}-tokens-stdev/-min/-max need --{prefix}-tokens")
+        return None
+    if stdev:
+        lo_v = lo if lo is not None else max(1, math.floor(mean - 5 * stdev))
+        hi_v = hi if hi is not None else math.ceil(mean + 5 * stdev)
+        return {"kind": "gaussian", "mean": mean, "stdev": stdev, "min": lo_v, "max": hi_v}
+    if lo is not None and hi is not None and lo != hi:
+        return {"kind": "uniform", "min": lo, "max": hi}
+    return {"kind": "constant", "value": mean}
+
+
+def workload_from_flags(
+    *,
+    base: str | WorkloadSpec | None = "chat",
+    rate: float | None = None,
+    num_requests: int | None = None,
+    duration_s: float | None = None,
+    prompt_tokens: int | None = None,
+    prompt_tokens_stdev: float | None = None,
+    prompt_tokens_min: int | None = None,
+    prompt_tokens_max: int | None = None,
+    output_tokens: int | None = None,
+    output_tokens_stdev: float | None = None,
+    output_tokens_min: int | None = None,
+    output_tokens_max: int | None = None,
+    prefix_tokens: int | None = None,
+    arrival: str | None = None,
+    concurrency: int | None = None,
+    cv: float | None = None,
+    think_time_s: float | None = None,
+    trace: str | Path | None = None,
+    seed: int | None = None,
+) -> WorkloadSpec:
+    """A WorkloadSpec from GuideLLM/BLIS-style flat flags laid over `base` (a preset name or spec).
+
+    Lengths follow GuideLLM: given prompt/output tokens with stdev → gaussian (default bounds mean±5σ,
+    at least 1); min/max without stdev → uniform; alone → constant. A flag group given replaces the
+    base's distribution whole. arrival defaults to: concurrency if --concurrency, else the base's
+    open-loop process (poisson for chat) when --rate is given; base values that still apply (rate,
+    think time) are kept when only the process changes. --trace replaces lengths and arrivals.
+    """
+    data: dict[str, Any] = {}
+    if isinstance(base, str):
+        base = preset(base)
+    if base is not None:
+        data = base.model_dump(exclude_unset=True, by_alias=False)
+    lengths = {
+        "input_tokens": _flag_lengths(
+            "prompt", prompt_tokens, prompt_tokens_stdev, prompt_tokens_min, prompt_tokens_max
+        ),
+        "output_tokens": _flag_lengths(
+            "output", output_tokens, output_tokens_stdev, output_tokens_min, output_tokens_max
+        ),
+    }
+    if trace is not None:
+        clashing = {
+            "prompt-tokens": lengths["input_tokens"],
+            "output-tokens": lengths["output_tokens"],
+            "prefix-tokens": prefix_tokens,
+            "rate": rate,
+            "arrival": arrival,
+            "concurrency": concurrency,
+        }
+        given = [k for k, v in clashing.items() if v is not None]
+        if given:
+            raise WorkloadError(f"flags: --trace cannot be combined with --{given[0]}")
+        # A trace brings its own requests: only the seed survives from the base (a preset's 500 requests would truncate it).
+        data = {k: v for k, v in data.items() if k == "seed"}
+        data["trace"] = {"path": str(trace)}
+    for key, dist in lengths.items():
+        if dist is not None:
+            data[key] = dist
+            data.pop("shared_prefix", None)
+    if prefix_tokens is not None:
+        data["prefix_tokens"] = prefix_tokens
+    old = dict(data.get("arrival") or {})
+    process = arrival or ("concurrency" if concurrency is not None else None)
+    if process is None and rate is not None:
+        process = old.get("process") if old.get("process") not in (None, *_CLOSED) else "poisson"
+    if process is not None or any(v is not None for v in (rate, cv, think_time_s)):
+        new: dict[str, Any] = {"process": process or old.get("process", "poisson")}
+        allowed = sum(_ARRIVAL_KEYS.get(new["process"], ((), ())), ())  # unknown processes: pydantic says so
+        carry = {"rate": rate, "concurrency": concurrency, "cv": cv, "think_time_s": think_time_s}
+        for key, value in carry.items():
+            if value is not None and key not in allowed:
+                raise WorkloadError(f"flags: --{key.replace('_', '-')} does not apply to arrival {new['process']!r}")
+            value = value if value is not None else old.get(key)  # keep the base's value where it applies
+            if value is not None and key in allowed:
+                new[key] = value
+        if "stages" in old and "stages" in allowed and "rate" not in new:
+            new["stages"] = old["stages"]
+        data["arrival"] = new
+    for key, value in {"num_requests": num_requests, "duration_s": duration_s, "seed": seed}.items():
+        if value is not None:
+            data[key] = value
+    return parse_workload(data, where="flags")
