@@ -5,7 +5,7 @@ Prefix convention: `RequestSpec.input_tokens` includes the shared prefix (input 
 
 from servesim.workload import arrivals, distributions
 from servesim.workload.prompts import PromptBatch, PromptModel, Prompts, SharedPrefixPrompts
-from servesim.workload.sources import ClosedLoopSource, ListSource, OpenLoopSource, check_sorted
+from servesim.workload.sources import ClosedLoopListSource, ClosedLoopSource, ListSource, OpenLoopSource, check_sorted
 from servesim.workload.spec import (
     PRESETS,
     WorkloadSpec,
@@ -20,6 +20,7 @@ from servesim.workload.traces import Trace, read_csv_trace, read_inference_perf_
 
 __all__ = [
     "PRESETS",
+    "ClosedLoopListSource",
     "ClosedLoopSource",
     "ListSource",
     "OpenLoopSource",

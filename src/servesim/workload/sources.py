@@ -18,7 +18,7 @@ from servesim.errors import WorkloadError
 from servesim.workload.arrivals import ClosedLoop, OpenLoop
 from servesim.workload.prompts import PromptModel, prompt_stream
 
-__all__ = ["ClosedLoopSource", "ListSource", "OpenLoopSource", "check_sorted"]
+__all__ = ["ClosedLoopListSource", "ClosedLoopSource", "ListSource", "OpenLoopSource", "check_sorted"]
 
 CHUNK = 1024  # requests drawn per vectorised batch; fixed so the draws depend only on the seed
 
@@ -192,3 +192,48 @@ class ListSource:
 
     def on_finish(self, spec: RequestSpec, finish_s: float) -> None:
         """Replayed arrivals do not depend on completions."""
+
+
+class ClosedLoopListSource:
+    """Replays explicit RequestSpecs in order through N closed-loop clients (GuideLLM synchronous/throughput).
+
+    The first N requests arrive at start_s; each finish (or rejection) at t sends the next unsent request
+    of the list at t + think_time_s. Request ids and lengths are kept; arrival times are replaced.
+    """
+
+    def __init__(self, specs: Iterable[RequestSpec], concurrency: int, *, start_s: float = 0.0, think_time_s: float = 0.0) -> None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise WorkloadError(f"closed-loop replay: concurrency={concurrency!r}: must be an integer >= 1")
+        self._queue = list(specs)
+        self._next = 0
+        self._think_s = think_time_s
+        self._pending: list[tuple[float, int, RequestSpec]] = []
+        self._in_flight: set[int] = set()
+        for client in range(min(concurrency, len(self._queue))):
+            self._issue(client, start_s)
+
+    def _issue(self, client: int, arrival_s: float) -> None:
+        if self._next >= len(self._queue):
+            return
+        base = self._queue[self._next]
+        self._next += 1
+        spec = RequestSpec(base.id, arrival_s, base.input_tokens, base.output_tokens, base.prefix_group,
+                           base.prefix_tokens, client, base.stage)
+        heapq.heappush(self._pending, (arrival_s, self._next, spec))
+
+    def peek_arrival_s(self) -> float | None:
+        """Arrival time (s) of the earliest issued request not yet popped, or None."""
+        return self._pending[0][0] if self._pending else None
+
+    def pop(self) -> RequestSpec:
+        """Remove and return the earliest pending request."""
+        _, _, spec = heapq.heappop(self._pending)
+        self._in_flight.add(spec.id)
+        return spec
+
+    def on_finish(self, spec: RequestSpec, finish_s: float) -> None:
+        """The client of a finished request sends the next request of the list."""
+        if spec.id not in self._in_flight or spec.client is None:
+            raise ValueError(f"on_finish for request {spec.id} that this source has not handed out (or twice)")
+        self._in_flight.remove(spec.id)
+        self._issue(spec.client, finish_s + self._think_s)

@@ -1,0 +1,91 @@
+"""`servesim validate`: replay real measurements and report prediction errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from servesim.cli.common import LatencyModelOpt, OverheadOpt, make_console, write_json_atomic
+from servesim.errors import ServesimError
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `validate` command."""
+
+    @app.command("validate")
+    def validate_cmd(
+        paths: Optional[list[Path]] = typer.Argument(None, help="Experiment folders (or experiment.yaml files)."),
+        suite: Optional[list[str]] = typer.Option(None, "--suite", help="Bundled suite: seed13, inference-perf-h100, guidellm-h100."),
+        latency_model: str = LatencyModelOpt,
+        overhead: str = OverheadOpt,
+        calibration: Optional[Path] = typer.Option(None, "--calibration", help="Calibration JSON from `servesim calibrate` (or 'default')."),
+        seed: int = typer.Option(42, "--seed", help="Seed for generated workloads (aggregate experiments)."),
+        output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write rows and MAPE as JSON."),
+        plots: Optional[Path] = typer.Option(None, "--plots", help="Write predicted-vs-measured PNG charts into this folder."),
+    ) -> None:
+        """Replay each experiment's measured runs and compare TTFT, ITL, E2E (mean, p50, p90, p99) and throughput."""
+        from servesim.validation import list_suites, load_experiment, load_suite
+        from servesim.validation.runner import ModelChoice, validate
+
+        if not paths and not suite:
+            raise ServesimError(f"validate: give experiment folders or --suite NAME (suites: {', '.join(list_suites())})")
+        if output is not None and not output.resolve().parent.is_dir():
+            raise ServesimError(f"--output {output}: folder {output.parent} does not exist")
+        experiments = [load_experiment(p) for p in paths or []]
+        for name in suite or []:
+            experiments += load_suite(name)
+        cal = None
+        if calibration is not None:
+            from servesim.calibration import load_calibration
+
+            cal = load_calibration(calibration)
+        choice = ModelChoice(latency_model, overhead, cal)
+        console = make_console()
+        err = make_console(stderr=True)
+        with err.status(f"validating {len(experiments)} experiment(s) with {choice.label()}") as status:
+            def tick(c):  # type: ignore[no-untyped-def]
+                status.update(f"{c.label}: {c.wall_s:.1f} s")
+
+            report = validate(experiments, choice, seed=seed, on_run=tick)
+        render_report(console, report)
+        if output is not None:
+            write_json_atomic(output, report.to_dict())
+        if plots is not None:
+            from servesim.validation.plots import predicted_vs_measured
+
+            for path in predicted_vs_measured(report.rows, plots, choice.label()):
+                err.print(f"wrote {path}")
+
+
+def render_report(console, report) -> None:  # type: ignore[no-untyped-def]
+    """Per-run table (means) and the MAPE table."""
+    from rich.table import Table
+
+    table = Table(title=f"predicted vs measured — {report.choice.label()}")
+    table.add_column("run")
+    for fam in ("TTFT", "ITL", "E2E"):
+        table.add_column(f"{fam} pred/meas ms", justify="right")
+        table.add_column("err %", justify="right")
+    table.add_column("saturated")
+    for c in report.runs:
+        cells = []
+        for fam in ("ttft", "itl", "e2e"):
+            row = next((r for r in c.rows if r.stage == "all" and r.metric == f"{fam}_mean"), None)
+            if row is None and fam == "itl":
+                row = next((r for r in c.rows if r.stage == "all" and r.metric == "e2e_per_token_mean"), None)
+            cells += [f"{row.predicted:,.1f} / {row.actual:,.1f}", f"{row.signed_error:+.1f}"] if row else ["–", "–"]
+        sat = ("measured " if c.saturated_measured else "") + ("predicted" if c.saturated_predicted else "")
+        table.add_row(c.label, *cells, sat.strip() or "no")
+    console.print(table)
+    m = report.mape()
+    mt = Table(title="MAPE % over non-saturated runs (whole run)")
+    mt.add_column("metric")
+    mt.add_column("MAPE %", justify="right")
+    for k, v in m.items():
+        mt.add_row(k, f"{v:.1f}")
+    console.print(mt)
+    sat = [c.label for c in report.runs if c.saturated]
+    if sat:
+        console.print(f"saturated (reported apart, not in MAPE): {', '.join(sat)}")

@@ -1,0 +1,105 @@
+"""Predicted vs measured: absolute and signed percentage errors, MAPE, and saturation flags."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+# Latency metrics compared per run: (metric family, statistic). Percentiles use numpy "linear".
+LATENCY_FAMILIES = ("ttft", "itl", "e2e")
+STATISTICS = ("mean", "p50", "p90", "p99")
+PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0}
+
+
+def ape(predicted: float, actual: float) -> float:
+    """Absolute percentage error |pred − actual| / actual × 100."""
+    return abs(predicted - actual) / abs(actual) * 100.0
+
+
+def signed_error(predicted: float, actual: float) -> float:
+    """Signed percentage error (pred − actual) / actual × 100 (positive = over-prediction)."""
+    return (predicted - actual) / abs(actual) * 100.0
+
+
+def stat(values: Sequence[float] | np.ndarray, which: str) -> float | None:
+    """Mean or a linear-interpolated percentile of values (None when empty)."""
+    arr = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
+    if arr.size == 0:
+        return None
+    if which == "mean":
+        return float(arr.mean())
+    return float(np.percentile(arr, PERCENTILES[which]))
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One comparison: an experiment's stage (or 'all'), a metric, the two values and the errors (%)."""
+
+    experiment: str
+    stage: str
+    metric: str
+    predicted: float
+    actual: float
+    ape: float
+    signed_error: float
+    saturated: bool
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain dict for JSON output."""
+        return asdict(self)
+
+
+def make_row(experiment: str, stage: str, metric: str, predicted: float | None, actual: float | None, saturated: bool) -> Row | None:
+    """A Row, or None when either side is missing or the actual value is zero."""
+    if predicted is None or actual is None or actual == 0 or math.isnan(predicted) or math.isnan(actual):
+        return None
+    return Row(experiment, stage, metric, float(predicted), float(actual), ape(predicted, actual), signed_error(predicted, actual), saturated)
+
+
+def latency_rows(
+    experiment: str,
+    stage: str,
+    predicted: dict[str, Sequence[float]],
+    actual: dict[str, Sequence[float]],
+    saturated: bool,
+) -> list[Row]:
+    """Rows for ttft/itl/e2e × mean/p50/p90/p99 from per-request ms values of both sides."""
+    rows = []
+    for fam in LATENCY_FAMILIES:
+        for which in STATISTICS:
+            row = make_row(experiment, stage, f"{fam}_{which}", stat(predicted.get(fam, ()), which), stat(actual.get(fam, ()), which), saturated)
+            if row is not None:
+                rows.append(row)
+    return rows
+
+
+def mape(rows: Iterable[Row], *, stage: str = "all", include_saturated: bool = False) -> dict[str, float]:
+    """Mean APE (%) per metric over the given rows of one stage, saturated runs excluded by default."""
+    groups: dict[str, list[float]] = {}
+    for r in rows:
+        if r.stage == stage and (include_saturated or not r.saturated):
+            groups.setdefault(r.metric, []).append(r.ape)
+    return {metric: float(np.mean(v)) for metric, v in sorted(groups.items())}
+
+
+def queue_growing(arrival_s: Sequence[float], ttft_ms: Sequence[float | None], *, failed: int = 0, total: int | None = None) -> bool:
+    """True when a run's queue keeps growing: TTFT climbs from the first to the last quarter of arrivals.
+
+    Criterion (stated once, used for both sides): the mean TTFT of the last quarter of requests (by
+    arrival) exceeds both 1 s and 3× that of the first quarter, or more than 5 % of requests failed
+    (client timeouts). A run that only spikes and recovers is not flagged.
+    """
+    pairs = sorted((a, t) for a, t in zip(arrival_s, ttft_ms) if t is not None)
+    n = len(pairs)
+    total = total if total is not None else n + failed
+    if total and failed / total > 0.05:
+        return True
+    if n < 8:
+        return False
+    q = max(1, n // 4)
+    early = float(np.mean([t for _, t in pairs[:q]]))
+    late = float(np.mean([t for _, t in pairs[-q:]]))
+    return late > 1000.0 and late > 3.0 * early

@@ -1,0 +1,279 @@
+"""Replay measured runs through the simulator and compare what it predicts with what was measured."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from servesim.engine.request import RequestRecord, RequestSpec
+from servesim.simulation import DEFAULT_LATENCY_MODEL, DEFAULT_OVERHEAD, RunResult, simulate
+from servesim.validation.compare import Row, latency_rows, make_row, mape, queue_growing
+from servesim.validation.measured import Experiment, MeasuredRequest, MeasuredRun
+
+DEFAULT_SEED = 42
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which step-time model predicts: the latency model, the overhead variant, an optional calibration."""
+
+    latency_model: str = DEFAULT_LATENCY_MODEL
+    overhead: str = DEFAULT_OVERHEAD
+    calibration: Any = None  # a servesim.calibration.Calibration, when given
+    frontend_latency_s: float | None = None  # None = the calibration's (or 0)
+
+    def label(self) -> str:
+        """Short human label, e.g. 'roofline-v2 + per-layer'."""
+        cal = f" + calibration {getattr(self.calibration, 'name', 'custom')}" if self.calibration is not None else ""
+        return f"{self.latency_model} + {self.overhead}{cal}"
+
+
+@dataclass
+class RunComparison:
+    """One measured run replayed: rows of predicted vs measured, saturation flags, timing."""
+
+    experiment: str
+    run: str
+    label: str
+    rows: list[Row]
+    saturated_measured: bool
+    saturated_predicted: bool
+    predicted: dict[str, float] = field(default_factory=dict)
+    measured: dict[str, float] = field(default_factory=dict)
+    wall_s: float = 0.0
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def saturated(self) -> bool:
+        """Saturated on either side: its means are not latency predictions."""
+        return self.saturated_measured or self.saturated_predicted
+
+
+# ---- building the replayed workload --------------------------------------------------------------
+
+def _cycle_prefixes(requests: Sequence[RequestSpec], period: int) -> list[RequestSpec]:
+    """inference-perf cycles a fixed list of `period` prompts: request k resends request k−period's prompt.
+
+    Modelling assumption: a request whose input length equals that of the request `period` earlier
+    carries the same whole prompt (prefix group keyed by its position in the cycle and its length).
+    """
+    out = []
+    for k, r in enumerate(requests):
+        group = f"cycle{k % period}:{r.input_tokens}"
+        out.append(RequestSpec(r.id, r.arrival_s, r.input_tokens, r.output_tokens, group, r.input_tokens, r.client, r.stage))
+    return out
+
+
+def workload_for(exp: Experiment, run: MeasuredRun, *, seed: int = DEFAULT_SEED, prefix_model: str = "auto") -> Any:
+    """What simulate() should replay for this run: a request source, or a workload spec (aggregate runs)."""
+    from servesim.workload import ClosedLoopListSource, ListSource, workload_from_flags
+
+    if run.requests:
+        reqs: list[RequestSpec] = list(run.requests)
+        profile = (exp.manifest.get("ground_truth") or {}).get("workload_profile") or {}
+        period = profile.get("prompt_cycle_period")
+        if prefix_model in ("auto", "cycle") and period and not any(r.prefix_group for r in reqs):
+            reqs = _cycle_prefixes(reqs, int(period))
+        if run.mode == "closed":
+            return ClosedLoopListSource(reqs, int(run.concurrency or 1))
+        return ListSource(reqs, sort=True, where=f"{exp.name}/{run.name}")
+    w = dict(run.workload or {})
+    closed = run.mode == "closed"
+    conc = int(run.concurrency or 1)
+    return workload_from_flags(
+        base=None,
+        num_requests=int(w.get("num_requests", 50)),
+        prompt_tokens=w.get("prompt_tokens"),
+        prompt_tokens_stdev=w.get("prompt_tokens_stdev"),
+        prompt_tokens_min=w.get("prompt_tokens_min"),
+        prompt_tokens_max=w.get("prompt_tokens_max"),
+        output_tokens=w.get("output_tokens"),
+        output_tokens_stdev=w.get("output_tokens_stdev"),
+        output_tokens_min=w.get("output_tokens_min"),
+        output_tokens_max=w.get("output_tokens_max"),
+        prefix_tokens=w.get("prefix_tokens") or None,
+        arrival=("synchronous" if conc == 1 else "concurrency") if closed else "poisson",
+        concurrency=conc if closed and conc > 1 else None,
+        rate=None if closed else float(w.get("rate", 1.0)),
+        seed=seed,
+    )
+
+
+def replay(
+    exp: Experiment,
+    run: MeasuredRun,
+    choice: ModelChoice = ModelChoice(),
+    *,
+    seed: int = DEFAULT_SEED,
+    engine_overrides: dict[str, Any] | None = None,
+    prefix_model: str = "auto",
+    record_token_times: bool = False,
+    workload: Any = None,
+) -> RunResult:
+    """Simulate one measured run with its own engine settings and load pattern (or `workload` instead)."""
+    engine = {k: v for k, v in exp.engine_kwargs().items() if k != "tensor_parallel_size"}
+    engine.update(engine_overrides or {})
+    kwargs: dict[str, Any] = {}
+    if choice.calibration is not None:
+        kwargs["calibration"] = choice.calibration
+    fe = choice.frontend_latency_s
+    if fe is None:
+        fe = getattr(choice.calibration, "frontend_latency_s", 0.0) if choice.calibration is not None else 0.0
+    return simulate(
+        exp.model, exp.hardware, exp.tensor_parallel_size,
+        workload=workload if workload is not None else workload_for(exp, run, seed=seed, prefix_model=prefix_model),
+        engine=engine, latency_model=choice.latency_model, overhead=choice.overhead,
+        frontend_latency_s=fe, seed=seed, record_token_times=record_token_times, **kwargs,
+    )
+
+
+# ---- comparing ----------------------------------------------------------------------------------
+
+def _predicted_ms(rec: RequestRecord) -> tuple[float, float, float | None] | None:
+    if rec.rejected or rec.first_token_s is None or rec.finish_s is None:
+        return None
+    ttft = (rec.first_token_s - rec.arrival_s) * 1e3
+    e2e = (rec.finish_s - rec.arrival_s) * 1e3
+    itl = (e2e - ttft) / (rec.output_tokens - 1) if rec.output_tokens >= 2 else None
+    return ttft, e2e, itl
+
+
+def _throughput(arrivals: Sequence[float], finishes: Sequence[float], out_tokens: Sequence[int]) -> tuple[float, float] | None:
+    if len(arrivals) < 2:
+        return None
+    span = max(finishes) - min(arrivals)
+    return (len(arrivals) / span, sum(out_tokens) / span) if span > 0 else None
+
+
+def compare(exp: Experiment, run: MeasuredRun, result: RunResult, label: str | None = None) -> RunComparison:
+    """Rows of predicted vs measured for one replayed run (whole run and per stage)."""
+    label = label or (exp.name if len(exp.runs) == 1 else f"{exp.name}/{run.name}")
+    by_id = {r.id: r for r in result.records}
+    rows: list[Row] = []
+    if run.measured is None:  # aggregate-only ground truth: compare the means that exist
+        return _compare_aggregate(exp, run, result, label)
+    pairs: list[tuple[MeasuredRequest, RequestRecord]] = []
+    failed = 0
+    for i, m in enumerate(run.measured):
+        rec = by_id.get(run.requests[i].id)
+        if not m.ok:
+            failed += 1
+            continue
+        if rec is not None and _predicted_ms(rec) is not None and m.ttft_ms is not None and m.e2e_ms is not None:
+            pairs.append((m, rec))
+    pred_all = [_predicted_ms(r) for _, r in pairs]
+    closed = run.mode == "closed"
+    sat_meas = False if closed else queue_growing([m.arrival_s for m, _ in pairs], [m.ttft_ms for m, _ in pairs], failed=failed, total=len(run.measured))
+    sat_pred = False if closed else queue_growing([r.arrival_s for _, r in pairs], [p[0] for p in pred_all])
+    stages: list[tuple[str, int | None]] = [("all", None)]
+    if len(run.stage_names) > 1:
+        stages += [(name, i) for i, name in enumerate(run.stage_names)]
+    predicted_means: dict[str, float] = {}
+    measured_means: dict[str, float] = {}
+    for stage_name, idx in stages:
+        sel = [(m, r, p) for (m, r), p in zip(pairs, pred_all) if idx is None or m.stage == idx]
+        if not sel:
+            continue
+        pred = {"ttft": [p[0] for _, _, p in sel], "e2e": [p[1] for _, _, p in sel], "itl": [p[2] for _, _, p in sel if p[2] is not None]}
+        act = {"ttft": [m.ttft_ms for m, _, _ in sel], "e2e": [m.e2e_ms for m, _, _ in sel], "itl": [m.itl_ms for m, _, _ in sel if m.itl_ms is not None]}
+        stage_rows = latency_rows(label, stage_name, pred, act, sat_meas or sat_pred)
+        if not closed:
+            tp_pred = _throughput([r.arrival_s for _, r, _ in sel], [r.finish_s for _, r, _ in sel], [r.output_tokens for _, r, _ in sel])
+            tp_act = _throughput([m.arrival_s for m, _, _ in sel], [m.arrival_s + m.e2e_ms / 1e3 for m, _, _ in sel], [m.output_tokens for m, _, _ in sel])
+            if tp_pred and tp_act:
+                for metric, a, b in (("throughput_rps", tp_pred[0], tp_act[0]), ("output_tokens_per_s", tp_pred[1], tp_act[1])):
+                    row = make_row(label, stage_name, metric, a, b, sat_meas or sat_pred)
+                    if row:
+                        stage_rows.append(row)
+        rows += stage_rows
+        if idx is None:
+            predicted_means = {r.metric: r.predicted for r in stage_rows}
+            measured_means = {r.metric: r.actual for r in stage_rows}
+    return RunComparison(exp.name, run.name, label, rows, sat_meas, sat_pred, predicted_means, measured_means,
+                         notes={"failed_measured": failed, "compared_requests": len(pairs)})
+
+
+def predicted_means(result: RunResult) -> dict[str, float]:
+    """Means over completed simulated requests: ttft, e2e, itl (per-request mean) and GuideLLM's E2E/N (token-weighted)."""
+    vals = [v for v in (_predicted_ms(r) for r in result.records) if v is not None]
+    done = [r for r in result.records if _predicted_ms(r) is not None]
+    if not vals:
+        return {}
+    out = {
+        "ttft_mean": float(np.mean([v[0] for v in vals])),
+        "e2e_mean": float(np.mean([v[1] for v in vals])),
+        "itl_mean": float(np.mean([v[2] for v in vals if v[2] is not None])) if any(v[2] is not None for v in vals) else math.nan,
+        "e2e_per_token_mean": math.fsum(v[1] for v in vals) / sum(r.output_tokens for r in done),
+        "output_tokens_mean": float(np.mean([r.output_tokens for r in done])),
+    }
+    return out
+
+
+def _compare_aggregate(exp: Experiment, run: MeasuredRun, result: RunResult, label: str) -> RunComparison:
+    pred = predicted_means(result)
+    act = run.measured_means()
+    rows = []
+    for metric, key in (("ttft_mean", "ttft_mean_ms"), ("e2e_mean", "e2e_mean_ms"), ("itl_mean", "itl_mean_ms"),
+                        ("e2e_per_token_mean", "e2e_per_token_mean_ms")):
+        row = make_row(label, "all", metric, pred.get(metric), act.get(key), False)
+        if row:
+            rows.append(row)
+    return RunComparison(exp.name, run.name, label, rows, False, False,
+                         {r.metric: r.predicted for r in rows}, {r.metric: r.actual for r in rows})
+
+
+@dataclass
+class ValidationReport:
+    """All runs of a validation: rows, MAPE over non-saturated whole-run rows, per-run comparisons."""
+
+    choice: ModelChoice
+    runs: list[RunComparison]
+
+    @property
+    def rows(self) -> list[Row]:
+        """Every comparison row of every run."""
+        return [r for c in self.runs for r in c.rows]
+
+    def mape(self) -> dict[str, float]:
+        """Mean APE (%) per metric over the non-saturated runs' whole-run rows."""
+        return mape(self.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document `servesim validate --output` writes."""
+        return {
+            "model": self.choice.label(),
+            "rows": [r.as_dict() for r in self.rows],
+            "mape": self.mape(),
+            "saturated_runs": [
+                {"experiment": c.label, "measured": c.saturated_measured, "predicted": c.saturated_predicted}
+                for c in self.runs if c.saturated
+            ],
+            "mape_saturated_included": mape(self.rows, include_saturated=True),
+        }
+
+
+def validate(
+    experiments: Iterable[Experiment],
+    choice: ModelChoice = ModelChoice(),
+    *,
+    seed: int = DEFAULT_SEED,
+    on_run: Callable[[RunComparison], None] | None = None,
+    prefix_model: str = "auto",
+) -> ValidationReport:
+    """Replay every run of every experiment with the chosen model and compare."""
+    out = []
+    for exp in experiments:
+        for run in exp.runs:
+            t0 = time.perf_counter()
+            result = replay(exp, run, choice, seed=seed, prefix_model=prefix_model)
+            comp = compare(exp, run, result)
+            comp.wall_s = time.perf_counter() - t0
+            out.append(comp)
+            if on_run is not None:
+                on_run(comp)
+    return ValidationReport(choice, out)
