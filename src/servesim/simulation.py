@@ -16,6 +16,8 @@ from servesim.latency import make_latency_model
 from servesim.metrics import per_request, summarize, summarize_by_stage
 
 DEFAULT_LATENCY_MODEL = "roofline-v2"
+STREAM_REL_ERROR = 0.005  # streaming percentiles: relative error bound (metrics/streaming.py)
+STREAM_BATCH = 4096  # records folded into the streaming summary at a time
 DEFAULT_OVERHEAD = "per-layer"  # the anchor (BLIS @389235eb) ships perLayerOverhead = 100 µs
 
 
@@ -92,6 +94,22 @@ def kv_blocks_for(engine: EngineConfig, model: ModelSpec, hardware: Hardware) ->
         ) from None
 
 
+def _latency(latency_model: Any, overhead: str, calibration: Any, spec: ModelSpec, hw: Hardware, tp: int) -> tuple[Any, Any]:
+    """The step-time model (and the calibration it uses, if any)."""
+    if not isinstance(latency_model, str):
+        return latency_model, getattr(latency_model, "calibration", None)
+    if latency_model != "calibrated":
+        return make_latency_model(latency_model, spec, hw, tp, overhead), None
+    from servesim.latency.calibration import Calibration, load_calibration
+    from servesim.latency.overhead import make_overhead
+
+    cal = calibration if isinstance(calibration, Calibration) else load_calibration(calibration)
+    lm = cal.model(spec, hw, tp)
+    if overhead not in ("auto", "none", "calibrated"):
+        lm.extra_overhead = make_overhead(overhead, num_layers=spec.num_layers, tp=tp)  # on top of the fitted terms
+    return lm, cal
+
+
 def _workload_source(workload: Any, seed: int | None) -> tuple[RequestSource, dict[str, Any] | None]:
     from servesim.workload import ListSource, WorkloadSpec, build_source, load_workload_yaml, parse_workload, preset
 
@@ -114,6 +132,43 @@ def _workload_source(workload: Any, seed: int | None) -> tuple[RequestSource, di
     return build_source(spec, seed), described
 
 
+class _Stream:
+    """Streaming summaries, overall and per load stage, fed in batches of STREAM_BATCH records."""
+
+    def __init__(self) -> None:
+        from servesim.metrics import StreamingSummary
+
+        self._new = lambda: StreamingSummary(STREAM_REL_ERROR)
+        self.total = self._new()
+        self.by_stage: dict[int, Any] = {}
+        self.buf: list[RequestRecord] = []
+
+    def add(self, rec: RequestRecord) -> None:
+        self.buf.append(rec)
+        if len(self.buf) >= STREAM_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        buf, self.buf = self.buf, []
+        if not buf:
+            return
+        self.total.add_batch(buf)
+        groups: dict[int, list[RequestRecord]] = {}
+        for r in buf:
+            groups.setdefault(r.stage, []).append(r)
+        for stage, recs in groups.items():
+            if stage not in self.by_stage:
+                self.by_stage[stage] = self._new()
+            self.by_stage[stage].add_batch(recs)
+
+    def summaries(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        self.flush()
+        stages = {}
+        if len(self.by_stage) > 1:
+            stages = {str(k): self.by_stage[k].summary() for k in sorted(self.by_stage)}
+        return self.total.summary(), stages
+
+
 def simulate(
     model: str | Path | ModelSpec = "llama-2-7b-hf",
     hardware: str | Path | Hardware = "H100",
@@ -121,42 +176,81 @@ def simulate(
     *,
     workload: Any = None,
     engine: EngineConfig | Mapping[str, Any] | None = None,
-    latency_model: str = DEFAULT_LATENCY_MODEL,
+    latency_model: Any = DEFAULT_LATENCY_MODEL,
     overhead: str = DEFAULT_OVERHEAD,
-    frontend_latency_s: float = 0.0,
+    frontend_latency_s: float | None = None,
+    frontend_per_token_s: float | None = None,
+    calibration: Any = None,
     seed: int | None = None,
     hardware_config: str | Path | None = None,
-    record_token_times: bool = True,
+    record_token_times: bool | None = None,
     check_invariants: bool = False,
     on_record: Callable[[RequestRecord], None] | None = None,
+    keep_requests: bool = True,
+    event_skipping: bool = True,
 ) -> RunResult:
     """Simulate one vLLM engine serving a workload and summarise what clients would measure.
 
     workload: a preset name ("chat"), a YAML path, a WorkloadSpec or dict, a RequestSource, or an
     iterable of RequestSpec (a trace). engine: vLLM engine args (vLLM names) as EngineConfig or dict.
-    frontend_latency_s: API-server/tokenisation time before the engine sees a request (counted in TTFT).
+    frontend_latency_s: API-server/tokenisation time before the engine sees a request (counted in TTFT);
+    None = the calibration's (calibrated model) or 0. latency_model: a name (roofline-v2,
+    roofline-v2-corrected, calibrated) or a LatencyModel object; calibration: a Calibration, a path,
+    or None for the shipped default (used by the calibrated model only).
+
+    keep_requests=False streams every finished record into a fixed-memory StreamingSummary and keeps
+    none (result.requests and result.records are empty; memory is bounded by the requests in flight).
+    Counts, token totals, throughputs and means are exact; percentiles are within 0.5 % relative error
+    (metrics/streaming.py). record_token_times (default: True when keeping requests, else False) keeps
+    every output token's time; without it pooled ITL weights each request's TPOT by its N - 1 gaps
+    (exact ITL mean, approximate ITL percentiles). event_skipping changes speed, never answers
+    (engine/skipping.py).
     """
     spec = model if isinstance(model, ModelSpec) else load_model(model)
     hw = hardware if isinstance(hardware, Hardware) else load_hardware(str(hardware), hardware_config)
     spec.check_tp(tp)
     eng = resolve_engine(engine, spec, hw, tp)
     blocks = kv_blocks_for(eng, spec, hw)
-    lm = make_latency_model(latency_model, spec, hw, tp, overhead)
-    if not (isinstance(frontend_latency_s, (int, float)) and math.isfinite(frontend_latency_s) and frontend_latency_s >= 0):
-        raise ConfigError(f"--frontend-latency-ms: {frontend_latency_s!r} s must be a finite number >= 0")
+    lm, cal = _latency(latency_model, overhead, calibration, spec, hw, tp)
+    if frontend_latency_s is None:
+        frontend_latency_s = cal.frontend_latency_s if cal is not None else 0.0
+    if frontend_per_token_s is None:
+        frontend_per_token_s = cal.frontend_per_token_s if cal is not None else 0.0
+    for flag, v in (("--frontend-latency-ms", frontend_latency_s), ("frontend_per_token_s", frontend_per_token_s)):
+        if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            raise ConfigError(f"{flag}: {v!r} s must be a finite number >= 0")
     source, described = _workload_source(workload, seed)
-    sim = Simulator(eng, lm, blocks, frontend_latency_s=frontend_latency_s,
-                    record_token_times=record_token_times, check_invariants=check_invariants)
+    if frontend_latency_s or frontend_per_token_s:
+        from servesim.workload.frontend import FrontendSource
+
+        # The API server delays each request before the engine sees it (workload/frontend.py).
+        source = FrontendSource(source, frontend_latency_s, frontend_per_token_s)
+    if record_token_times is None:
+        record_token_times = keep_requests
+    sim = Simulator(eng, lm, blocks, frontend_latency_s=0.0, record_token_times=record_token_times,
+                    check_invariants=check_invariants, event_skipping=event_skipping)
     records: list[RequestRecord] = []
+    stream = None if keep_requests else _Stream()
 
     def keep(rec: RequestRecord) -> None:
         records.append(rec)
         if on_record is not None:
             on_record(rec)
 
-    stats = sim.run(source, on_finish=keep)
-    records.sort(key=lambda r: r.id)
-    summary = summarize(records)
+    def fold(rec: RequestRecord) -> None:
+        stream.add(rec)  # type: ignore[union-attr]
+        if on_record is not None:
+            on_record(rec)
+
+    stats = sim.run(source, on_finish=keep if keep_requests else fold)
+    if stream is None:
+        records.sort(key=lambda r: r.id)
+        summary = summarize(records)
+        stages = {}
+        if len({r.stage for r in records}) > 1:
+            stages = {str(k): v for k, v in summarize_by_stage(records).items()}
+    else:
+        summary, stages = stream.summaries()
     summary["preemptions"] = stats.preemptions
     summary["kv_cache_peak_usage"] = stats.kv_peak_usage
     summary["prefix_cache_hit_rate"] = (
@@ -164,9 +258,6 @@ def simulate(
     )
     summary["engine_steps"] = stats.steps
     summary["engine_busy_s"] = stats.busy_s
-    stages = {}
-    if len({r.stage for r in records}) > 1:
-        stages = {str(k): v for k, v in summarize_by_stage(records).items()}
     config = {
         "servesim_version": __version__,
         "model": spec.name,
@@ -176,10 +267,14 @@ def simulate(
         "tensor_parallel_size": tp,
         "engine": eng.model_dump(),
         "num_gpu_blocks": blocks,
-        "latency_model": latency_model,
+        "latency_model": getattr(lm, "name", str(latency_model)),
         "overhead": overhead,
+        "calibration": cal.to_dict() if cal is not None else None,
         "frontend_latency_s": frontend_latency_s,
+        "frontend_per_token_s": frontend_per_token_s,
         "workload": described,
         "seed": seed,
+        "metrics": {"summary": "exact" if keep_requests else "streaming", "record_token_times": record_token_times}
+        | ({} if keep_requests else {"percentile_rel_error": STREAM_REL_ERROR}),
     }
     return RunResult(config, summary, [per_request(r) for r in records], stages, records, stats)

@@ -22,7 +22,7 @@ def _register() -> None:
 
     models.register(app)
     step.register(app)
-    for optional in ("run", "validate", "experiment", "calibrate", "sweep"):
+    for optional in ("run", "validate", "experiment", "calibrate", "sweep", "capacity"):
         try:
             module = __import__(f"servesim.cli.{optional}", fromlist=["register"])
         except ModuleNotFoundError as exc:

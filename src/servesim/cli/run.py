@@ -26,7 +26,8 @@ def register(app: typer.Typer) -> None:
         tp: int = TpOpt,
         latency_model: str = LatencyModelOpt,
         overhead: str = OverheadOpt,
-        frontend_latency_ms: float = typer.Option(0.0, "--frontend-latency-ms", help="API-server/tokenisation time per request before the engine sees it (ms; counted in TTFT)."),
+        frontend_latency_ms: Optional[float] = typer.Option(None, "--frontend-latency-ms", help="API-server/tokenisation time per request before the engine sees it (ms; counted in TTFT; default: the calibration's, else 0)."),
+        calibration: Optional[str] = typer.Option(None, "--calibration", help="Calibration JSON for --latency-model calibrated (default: the shipped one)."),
         max_num_seqs: Optional[int] = typer.Option(None, "--max-num-seqs", help="Max requests in a step.", rich_help_panel=ENGINE_HELP),
         max_num_batched_tokens: Optional[int] = typer.Option(None, "--max-num-batched-tokens", help="Token budget per step.", rich_help_panel=ENGINE_HELP),
         block_size: int = typer.Option(16, "--block-size", help="Tokens per KV block.", rich_help_panel=ENGINE_HELP),
@@ -57,6 +58,7 @@ def register(app: typer.Typer) -> None:
         requests_csv: Optional[Path] = typer.Option(None, "--requests-csv", help="Write per-request records as CSV."),
         json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON instead of a table."),
         check_invariants: bool = typer.Option(False, "--check-invariants", help="Check KV/scheduler invariants after every step."),
+        itl_samples: bool = typer.Option(False, "--itl-samples", help="Keep every output token's time (exact pooled ITL percentiles; more memory)."),
     ) -> None:
         """Simulate a vLLM engine serving a workload: TTFT, ITL, TPOT, E2E, throughput (default: Llama-2-7B, H100, chat)."""
         from servesim.simulation import simulate
@@ -83,11 +85,16 @@ def register(app: typer.Typer) -> None:
                 raise ServesimError(f"{flag} {path}: folder {path.parent} does not exist")
         console = make_console(stderr=True)
         started = time.perf_counter()
+        # Without per-request output, records stream into a fixed-memory summary (exact counts and means,
+        # percentiles within 0.5 %); every token's time is kept only with --itl-samples.
+        keep = output is not None or requests_csv is not None
         with _Progress(console, spec.num_requests) as progress:
             result = simulate(
                 model, hardware, tp, workload=spec, engine=engine, latency_model=latency_model, overhead=overhead,
-                frontend_latency_s=frontend_latency_ms / 1e3, seed=seed, hardware_config=hardware_config,
-                check_invariants=check_invariants, on_record=progress.advance,
+                frontend_latency_s=None if frontend_latency_ms is None else frontend_latency_ms / 1e3, seed=seed,
+                hardware_config=hardware_config, calibration=calibration,
+                check_invariants=check_invariants, on_record=progress.advance, keep_requests=keep,
+                record_token_times=True if itl_samples else None,
             )
         wall = time.perf_counter() - started
         if output is not None:

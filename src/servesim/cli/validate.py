@@ -38,10 +38,10 @@ def register(app: typer.Typer) -> None:
             experiments += load_suite(name)
         cal = None
         if calibration is not None:
-            from servesim.calibration import load_calibration
+            from servesim.latency.calibration import load_calibration
 
             cal = load_calibration(calibration)
-        choice = ModelChoice(latency_model, overhead, cal)
+        choice = ModelChoice("calibrated" if cal is not None else latency_model, overhead, cal)
         console = make_console()
         err = make_console(stderr=True)
         with err.status(f"validating {len(experiments)} experiment(s) with {choice.label()}") as status:

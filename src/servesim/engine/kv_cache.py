@@ -63,13 +63,19 @@ class BlockPool:
 
     def get_new_blocks(self, n: int) -> list[int]:
         """Pop n blocks from the free-queue head (LRU), dropping any key they still carry."""
-        free, ref, keys = self.free, self.ref_cnt, self.block_key
+        popitem, ref, keys, cached, dups = self.free.popitem, self.ref_cnt, self.block_key, self.cached, self._dups
         out = []
         for _ in range(n):
-            b = free.popitem(last=False)[0]
+            b = popitem(False)[0]
             # vLLM _maybe_evict_cached_block: a reused block's hash is dropped only now (lazy eviction).
-            if keys[b] is not None:
-                self._evict(b)
+            key = keys[b]
+            if key is not None:
+                if dups and key in dups:
+                    self._evict(b)
+                else:  # _evict's common case, inlined: the key has no duplicate blocks
+                    keys[b] = None
+                    if cached.get(key) == b:
+                        del cached[key]
             ref[b] = 1
             out.append(b)
         return out
@@ -199,6 +205,20 @@ class KVCacheManager:
             # vLLM allocate_slots caches blocks at allocation time, before they are computed, up to
             # min(computed + new, num_tokens) tokens; a request admitted later in the same step can hit them.
             n_full = min(total, req.num_tokens) // bs
+            if n_full > req.num_cached_blocks:
+                self.cache_full_blocks(req, n_full)
+        return True
+
+    def append_slot(self, req, total: int) -> bool:
+        """allocate_slots(req, 1) for a decode whose tokens after the step are `total` (same effects, fewer steps)."""
+        blocks = req.blocks
+        bs = self.block_size
+        free = self.pool.free
+        if -(-total // bs) - len(blocks) != 1 or not free:
+            return self.allocate_slots(req, 1)
+        blocks.append(self.pool.get_new_blocks(1)[0])
+        if self.enable_caching:
+            n_full = total // bs  # min(total, num_tokens) // bs with total == num_tokens
             if n_full > req.num_cached_blocks:
                 self.cache_full_blocks(req, n_full)
         return True

@@ -17,6 +17,8 @@ class EngineRequest:
     __slots__ = (
         "spec", "rec", "id", "uid", "num_prompt", "max_tokens", "num_tokens", "num_computed", "num_output",
         "blocks", "num_cached_blocks", "group", "n_shared_blocks", "num_preemptions",
+        # Event-skipping bookkeeping (engine/skipping.py): position in running order and lazy decode offsets.
+        "rank", "lazy", "off", "ooff", "g0", "sfin", "evs",
     )
 
     def __init__(self, spec: RequestSpec, rec: RequestRecord, block_size: int, uid: int | None = None) -> None:
@@ -36,6 +38,10 @@ class EngineRequest:
         shared = min(spec.prefix_tokens, spec.input_tokens) if spec.prefix_group is not None else 0
         self.n_shared_blocks = shared // block_size
         self.num_preemptions = 0
+        self.rank = 0
+        self.lazy = False
+        self.off = self.ooff = self.g0 = self.sfin = 0
+        self.evs = -1  # step of the pending lazy KV event, -1 when none
 
 
 @dataclass(slots=True)

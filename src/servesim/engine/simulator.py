@@ -10,6 +10,7 @@ from servesim.config.engine import EngineConfig
 from servesim.engine.invariants import InvariantError, check_step
 from servesim.engine.request import RequestRecord, RequestSource, RequestSpec
 from servesim.engine.scheduler import EngineRequest, Scheduler, validate_engine
+from servesim.engine.skipping import EventSkipper
 from servesim.errors import ConfigError
 from servesim.latency.plan import LatencyModel, StepPlan
 
@@ -46,6 +47,7 @@ class Simulator:
         frontend_latency_s: float = 0.0,
         record_token_times: bool = True,
         check_invariants: bool = False,
+        event_skipping: bool = True,
     ) -> None:
         if not (frontend_latency_s >= 0.0 and math.isfinite(frontend_latency_s)):
             raise ConfigError(f"engine: frontend_latency_s={frontend_latency_s!r}: must be a finite number >= 0")
@@ -55,6 +57,8 @@ class Simulator:
         self.frontend_latency_s = frontend_latency_s
         self.record_token_times = record_token_times
         self.check_invariants = check_invariants
+        # Same answers either way (engine/skipping.py); off = every request touched every step (the reference).
+        self.event_skipping = event_skipping and not check_invariants
         validate_engine(engine)
         if not isinstance(num_gpu_blocks, int) or num_gpu_blocks < 2:
             raise ConfigError(f"engine: num_gpu_blocks={num_gpu_blocks!r}: need an int >= 2 (one is vLLM's null block)")
@@ -72,6 +76,9 @@ class Simulator:
         check = self.check_invariants
         bs = sched.block_size
         stats = EngineStats()
+        skipper = EventSkipper(sched, tt) if self.event_skipping else None
+        free = pool.free
+        usable = pool.num_usable
         keep = on_finish is None
         records = stats.records
 
@@ -118,27 +125,45 @@ class Simulator:
 
             # Synchronous engine: schedule -> execute -> update, no overlap (vLLM async scheduling is not
             # modelled); all per-step CPU time (scheduling, sampling, detokenisation) lives in the latency model.
-            out = sched.schedule(now)
-            if not out.scheduled:
-                # Cannot happen for requests that passed reject_reason(); guard against a silent livelock.
-                raise InvariantError("progress", steps + 1, sched.waiting[0].id if sched.waiting else None, "step scheduled nothing")
-            u = pool.usage()
+            lazy = skipper.schedule(now, steps) if skipper is not None else None
+            if lazy is not None:
+                p_new, p_ctx, d_ctx = lazy
+                if not p_new and not d_ctx:
+                    raise InvariantError("progress", steps + 1, sched.waiting[0].id if sched.waiting else None, "step scheduled nothing")
+                plan = StepPlan(tuple(p_new), tuple(p_ctx), d_ctx)
+            else:
+                if skipper is not None:
+                    skipper.materialize(steps)
+                out = sched.schedule(now)
+                if not out.scheduled:
+                    # Cannot happen for requests that passed reject_reason(); guard against a silent livelock.
+                    raise InvariantError("progress", steps + 1, sched.waiting[0].id if sched.waiting else None, "step scheduled nothing")
+                p_new, d_ctx = out.prefill_new, out.decode_ctx
+                plan = StepPlan(tuple(p_new), tuple(out.prefill_ctx), tuple(d_ctx))
+            u = 1.0 - len(free) / usable  # pool.usage(), inlined
             if u > peak:
                 peak = u
-            plan = StepPlan(tuple(out.prefill_new), tuple(out.prefill_ctx), tuple(out.decode_ctx))
             dt = step_time(plan)
             if not dt >= 0.0:  # also catches NaN; one comparison per step, so always on
-                raise InvariantError("clock_monotonic", steps + 1, out.scheduled[0].id, f"step time {dt!r} s")
+                rid = out.scheduled[0].id if lazy is None else sched.running[0].id  # the step's first request
+                raise InvariantError("clock_monotonic", steps + 1, rid, f"step time {dt!r} s")
             t0 = now
             now = t0 + dt
             busy += dt
-            steps += 1
-            prefill_tokens += sum(out.prefill_new)
-            decode_tokens += len(out.decode_ctx)
+            if p_new:
+                prefill_tokens += sum(p_new)
+            decode_tokens += len(d_ctx)
 
-            finished = sched.update_from_output(out, now, tt)
-            if check:
-                check_step(sched, out, steps, t0, now)
+            if lazy is not None:
+                finished = skipper.update(now, steps)  # type: ignore[union-attr]
+                steps += 1
+            else:
+                steps += 1
+                finished = sched.update_from_output(out, now, tt)
+                if check:
+                    check_step(sched, out, steps, t0, now)
+                if skipper is not None:
+                    skipper.rebuild(steps)
             for req in finished:
                 stats.completed += 1
                 emit(req.spec, req.rec, now)

@@ -66,6 +66,7 @@ class RooflineV2:
         self.weights = m.num_layers * (d * (m.q_size + 2 * dkv) + m.q_size * d + 3 * d * ff) * b
         self.kv_token = 2 * m.num_layers * m.num_kv_heads * m.head_dim * b
         self._gemm_cache: dict[int, tuple[float, float, float, float]] = {}
+        self._mu_cache: dict[tuple[int, int], float] = {}
 
     # -- pieces ----------------------------------------------------------------------------------
     def gemms(self, m_tokens: int) -> tuple[float, float, float, float]:
@@ -88,14 +89,23 @@ class RooflineV2:
         s, f, c, w = self.gemms(m_tokens)
         return Component(name, f, w, c, w / self.bw, s, "compute" if c >= w / self.bw else "memory")
 
+    def _decode_mfu(self, batch: int, ctx: int) -> float:
+        """μ_dec(batch, kv) from the decode table, memoised (the engine asks for the same pairs many times)."""
+        key = (batch, ctx)
+        mu = self._mu_cache.get(key)
+        if mu is None:
+            m = self.model
+            mu = self.tables.decode.efficiency(batch, ctx, m.num_heads, m.num_kv_heads, m.head_dim, self.tp)
+            if len(self._mu_cache) < 1_000_000:
+                self._mu_cache[key] = mu
+        return mu
+
     def _decode(self, ctx: tuple[int, ...]) -> tuple[float, list[Component]]:
         m, L, D = self.model, self.model.num_layers, len(ctx)
-        attn_flops, weighted = 0.0, 0.0
-        for c in ctx:
-            f = 4.0 * m.num_heads * m.head_dim * c * L
-            mu = self.tables.decode.efficiency(D, c, m.num_heads, m.num_kv_heads, m.head_dim, self.tp)
-            attn_flops += f
-            weighted += f * mu
+        per_token = 4.0 * m.num_heads * m.head_dim * L
+        mfu = self._decode_mfu
+        attn_flops = per_token * sum(ctx)
+        weighted = per_token * sum(c * mfu(D, c) for c in ctx)
         g_s = self.gemms(D)[0]
         attn_s = attn_flops / (self.peak * (weighted / attn_flops) * self.tp) if attn_flops else 0.0
         b = m.weight_bytes_per_param
@@ -188,7 +198,8 @@ class RooflineCorrected:
         self.layer_sets = [(m.num_layers - m.num_moe_layers, m.attention_gemms() + m.mlp_gemms(False))]
         if m.num_moe_layers:
             self.layer_sets.append((m.num_moe_layers, m.attention_gemms() + m.mlp_gemms(True)))
-        self._gemm_cache: dict[int, tuple[float, float, float]] = {}
+        self._gemm_cache: dict[int, tuple[float, float, float, float]] = {}
+        self._eff_cache: dict[tuple[int, int], float] = {}
 
     def _sharded(self, g: Gemm) -> tuple[int, int]:
         """Megatron TP: row-parallel layers (o, down) split K; the others split N."""
@@ -252,9 +263,14 @@ class RooflineCorrected:
         # Decode attention: one paged-attention kernel over the batch, efficiency per request's KV length.
         D = len(plan.decode_ctx)
         df = db = dc = 0.0
+        cache = self._eff_cache
         for c in plan.decode_ctx:
             f = 4.0 * heads * m.head_dim * c * L
-            eff = self.tables.decode.efficiency(D, c, m.num_heads, m.num_kv_heads, m.head_dim, tp, exact=True)
+            eff = cache.get((D, c))
+            if eff is None:
+                eff = self.tables.decode.efficiency(D, c, m.num_heads, m.num_kv_heads, m.head_dim, tp, exact=True)
+                if len(cache) < 1_000_000:
+                    cache[(D, c)] = eff
             df, dc, db = df + f, dc + f / (self.attn_peak * eff), db + self.kv_token_gpu * (c + 1)
         if D:
             ds = max(dc, db / self.bw)

@@ -137,6 +137,69 @@ class StreamingSummary:
         if self._pending_n >= FLUSH_AT:
             self._flush()
 
+    def add_batch(self, records: Sequence[RequestRecord]) -> None:
+        """Fold in many records at once; equals add() on each (up to float summation order of the means).
+
+        The per-request metrics are the vectorised form of metrics/definitions.py (same operations,
+        elementwise, so the same float values); tests/metrics check the two against each other.
+        """
+        arr: list[float] = []
+        fs: list[float | None] = []
+        ft: list[float] = []
+        fin: list[float] = []
+        n_out: list[int] = []
+        itl_arrays: list[tuple[np.ndarray, np.ndarray]] = []
+        no_times: list[bool] = []
+        for record in records:
+            self.preemptions += record.preemptions
+            self.rejected += int(record.rejected)
+            if record.arrival_s < self._first_arrival_s:
+                self._first_arrival_s = record.arrival_s
+            if record.finish_s is not None and record.finish_s > self._last_finish_s:
+                self._last_finish_s = record.finish_s
+            if record.rejected or record.finish_s is None or record.first_token_s is None:
+                if is_completed(record):  # completed without a first token: only e2e exists
+                    self.add(record)
+                continue
+            self.completed += 1
+            self._input_tokens += record.input_tokens
+            self._output_tokens += record.output_tokens
+            arr.append(record.arrival_s)
+            fs.append(record.first_scheduled_s)
+            ft.append(record.first_token_s)
+            fin.append(record.finish_s)
+            n_out.append(record.output_tokens)
+            times = record.token_times_s
+            if times is not None and len(times) >= 2:
+                itl_arrays.append(itl_gaps_s(record))  # type: ignore[arg-type]
+                no_times.append(False)
+            else:
+                no_times.append(True)
+        if not arr:
+            return
+        a = np.asarray(arr)
+        ttft = np.asarray(ft) - a
+        e2e = np.asarray(fin) - a
+        n = np.asarray(n_out, dtype=np.int64)
+        multi = n >= 2
+        tpot = (e2e[multi] - ttft[multi]) / (n[multi] - 1)
+        sched = [x for x in fs if x is not None]
+        if len(sched) == len(fs):
+            queue = np.asarray(sched) - a
+        else:
+            queue = np.asarray([x - y for x, y in zip(fs, arr) if x is not None], dtype=np.float64)
+        for name, v in (("ttft", ttft), ("e2e", e2e), ("tpot", tpot), ("queue", queue)):
+            if v.size:
+                self._queue(name, v, np.ones(v.size, dtype=np.int64))
+        # Pooled ITL: exact gaps where token times exist, else N - 1 gaps equal to TPOT (itl_gaps_s's fallback).
+        fallback = multi & np.asarray(no_times)
+        if fallback.any():
+            self._queue("itl", (e2e[fallback] - ttft[fallback]) / (n[fallback] - 1), n[fallback] - 1)
+        for gaps in itl_arrays:
+            self._queue("itl", *gaps)
+        if self._pending_n >= FLUSH_AT:
+            self._flush()
+
     def _queue(self, name: str, values: np.ndarray, counts: np.ndarray) -> None:
         """Hold values (with counts) for the next flush."""
         vals, cnts = self._pending[name]

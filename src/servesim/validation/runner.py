@@ -69,6 +69,35 @@ def _cycle_prefixes(requests: Sequence[RequestSpec], period: int) -> list[Reques
     return out
 
 
+def clipped_normal_mean(mu: float, sigma: float, lo: float, hi: float) -> float:
+    """Mean of N(mu, sigma) clipped to [lo, hi] (the GuideLLM/BLIS length sampler, before rounding)."""
+    if sigma <= 0:
+        return min(max(mu, lo), hi)
+    cdf = lambda z: 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))  # noqa: E731
+    pdf = lambda z: math.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)  # noqa: E731
+    a, b = (lo - mu) / sigma, (hi - mu) / sigma
+    return lo * cdf(a) + hi * (1.0 - cdf(b)) + mu * (cdf(b) - cdf(a)) + sigma * (pdf(a) - pdf(b))
+
+
+def mu_for_mean(target: float, sigma: float, lo: float, hi: float) -> float:
+    """The Gaussian mean whose clipped distribution has mean `target` (bisection; the clipped mean is monotone)."""
+    a, b = lo - 6 * sigma, hi + 6 * sigma
+    for _ in range(100):
+        mid = 0.5 * (a + b)
+        if clipped_normal_mean(mid, sigma, lo, hi) < target:
+            a = mid
+        else:
+            b = mid
+    return 0.5 * (a + b)
+
+
+def measured_output_mean(run: MeasuredRun) -> float | None:
+    """Mean output tokens implied by GuideLLM's aggregates: its TPOT is ΣE2E/ΣN, so N̄ = mean E2E / TPOT."""
+    agg = run.aggregates or {}
+    e2e, tpot = agg.get("e2e_mean_ms"), agg.get("e2e_per_token_mean_ms")
+    return e2e / tpot if e2e and tpot else None
+
+
 def workload_for(exp: Experiment, run: MeasuredRun, *, seed: int = DEFAULT_SEED, prefix_model: str = "auto") -> Any:
     """What simulate() should replay for this run: a request source, or a workload spec (aggregate runs)."""
     from servesim.workload import ClosedLoopListSource, ListSource, workload_from_flags
@@ -83,6 +112,12 @@ def workload_for(exp: Experiment, run: MeasuredRun, *, seed: int = DEFAULT_SEED,
             return ClosedLoopListSource(reqs, int(run.concurrency or 1))
         return ListSource(reqs, sort=True, where=f"{exp.name}/{run.name}")
     w = dict(run.workload or {})
+    n_bar = measured_output_mean(run)
+    if n_bar is not None and w.get("output_tokens_stdev"):
+        # Workload reconstruction: the output-length mean is set so the clipped distribution's mean equals the
+        # measured N̄ (a property of the benchmark's data, not a model constant); stdev/min/max stay as given.
+        lo, hi = float(w.get("output_tokens_min", 1)), float(w.get("output_tokens_max", 10**6))
+        w["output_tokens"] = max(1, round(mu_for_mean(n_bar, float(w["output_tokens_stdev"]), lo, hi)))
     closed = run.mode == "closed"
     conc = int(run.concurrency or 1)
     return workload_from_flags(
@@ -114,6 +149,9 @@ def replay(
     prefix_model: str = "auto",
     record_token_times: bool = False,
     workload: Any = None,
+    latency: Any = None,
+    frontend_latency_s: float | None = None,
+    frontend_per_token_s: float | None = None,
 ) -> RunResult:
     """Simulate one measured run with its own engine settings and load pattern (or `workload` instead)."""
     engine = {k: v for k, v in exp.engine_kwargs().items() if k != "tensor_parallel_size"}
@@ -121,14 +159,13 @@ def replay(
     kwargs: dict[str, Any] = {}
     if choice.calibration is not None:
         kwargs["calibration"] = choice.calibration
-    fe = choice.frontend_latency_s
-    if fe is None:
-        fe = getattr(choice.calibration, "frontend_latency_s", 0.0) if choice.calibration is not None else 0.0
+    fe = frontend_latency_s if frontend_latency_s is not None else choice.frontend_latency_s
     return simulate(
         exp.model, exp.hardware, exp.tensor_parallel_size,
         workload=workload if workload is not None else workload_for(exp, run, seed=seed, prefix_model=prefix_model),
-        engine=engine, latency_model=choice.latency_model, overhead=choice.overhead,
-        frontend_latency_s=fe, seed=seed, record_token_times=record_token_times, **kwargs,
+        engine=engine, latency_model=latency if latency is not None else choice.latency_model, overhead=choice.overhead,
+        frontend_latency_s=fe, frontend_per_token_s=frontend_per_token_s, seed=seed,
+        record_token_times=record_token_times, **kwargs,
     )
 
 

@@ -1,0 +1,124 @@
+"""`servesim capacity`: the highest request rate one engine meets SLOs at, per configuration (bisection on rate)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from servesim.cli.common import (
+    HardwareConfigOpt,
+    LatencyModelOpt,
+    OverheadOpt,
+    make_console,
+    write_json_atomic,
+)
+
+WORKLOAD_HELP = "Workload (the rate is what is searched; default: the 'chat' preset's lengths, Poisson arrivals)"
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `capacity` command."""
+
+    @app.command("capacity")
+    def capacity(
+        slo: list[str] = typer.Option(..., "--slo", help="SLO as METRIC_STAT_ms=VALUE, repeatable: ttft_p99_ms=500, itl_mean_ms=50 (metrics ttft|itl|tpot|e2e|queue; stats mean|p50|p90|p95|p99)."),
+        model: list[str] = typer.Option(["llama-2-7b-hf"], "--model", "-m", help="Model (repeatable: one configuration per model × hardware × tp)."),
+        hardware: list[str] = typer.Option(["H100"], "--hardware", help="GPU preset (repeatable)."),
+        tp: list[int] = typer.Option([1], "--tp", "--tensor-parallel-size", help="Tensor-parallel degree (repeatable).", min=1),
+        hardware_config: Optional[Path] = HardwareConfigOpt,
+        latency_model: str = LatencyModelOpt,
+        overhead: str = OverheadOpt,
+        max_num_seqs: Optional[int] = typer.Option(None, "--max-num-seqs", help="vLLM max_num_seqs."),
+        max_num_batched_tokens: Optional[int] = typer.Option(None, "--max-num-batched-tokens", help="vLLM max_num_batched_tokens."),
+        workload: Optional[str] = typer.Option(None, "--workload", help="Workload YAML or preset (its rate is replaced).", rich_help_panel=WORKLOAD_HELP),
+        num_requests: Optional[int] = typer.Option(None, "--num-requests", help="Requests per probe (default: the workload's, 500 for chat).", rich_help_panel=WORKLOAD_HELP),
+        duration: Optional[float] = typer.Option(None, "--duration", help="Seconds of arrivals per probe.", rich_help_panel=WORKLOAD_HELP),
+        prompt_tokens: Optional[int] = typer.Option(None, "--prompt-tokens", rich_help_panel=WORKLOAD_HELP),
+        prompt_tokens_stdev: Optional[float] = typer.Option(None, "--prompt-tokens-stdev", rich_help_panel=WORKLOAD_HELP),
+        output_tokens: Optional[int] = typer.Option(None, "--output-tokens", rich_help_panel=WORKLOAD_HELP),
+        output_tokens_stdev: Optional[float] = typer.Option(None, "--output-tokens-stdev", rich_help_panel=WORKLOAD_HELP),
+        arrival: Optional[str] = typer.Option(None, "--arrival", help="poisson | constant | gamma.", rich_help_panel=WORKLOAD_HELP),
+        seed: Optional[int] = typer.Option(None, "--seed", rich_help_panel=WORKLOAD_HELP),
+        rate_min: float = typer.Option(0.5, "--rate-min", help="Lowest rate probed (req/s)."),
+        rate_max: float = typer.Option(256.0, "--rate-max", help="Highest rate probed (req/s)."),
+        tolerance: float = typer.Option(0.02, "--tolerance", help="Stop when the pass/fail rates are within this relative gap."),
+        target_rate: Optional[float] = typer.Option(None, "--target-rate", help="Also report the fewest instances for this total rate (req/s)."),
+        workers: int = typer.Option(1, "--workers", "-j", help="Configurations searched in parallel (local processes).", min=1),
+        ray: bool = typer.Option(False, "--ray", help="Search configurations on Ray."),
+        ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (implies --ray)."),
+        output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the results (every probe included) as JSON."),
+        json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    ) -> None:
+        """Highest request rate meeting every SLO, per configuration (one engine instance per simulation)."""
+        from servesim.errors import ConfigError
+        from servesim.sweep import parse_slo, run_capacity
+        from servesim.workload import load_workload_yaml, preset, workload_from_flags
+
+        slos = [parse_slo(s) for s in slo]
+        if output is not None and not output.resolve().parent.is_dir():
+            raise ConfigError(f"--output {output}: folder {output.parent} does not exist")
+        base: Any = "chat"
+        if workload is not None:
+            base = load_workload_yaml(workload) if Path(workload).suffix in (".yaml", ".yml") or Path(workload).is_file() else preset(workload)
+        spec = workload_from_flags(
+            base=base, rate=rate_min, num_requests=num_requests, duration_s=duration, prompt_tokens=prompt_tokens,
+            prompt_tokens_stdev=prompt_tokens_stdev, output_tokens=output_tokens, output_tokens_stdev=output_tokens_stdev,
+            arrival=arrival, seed=seed,
+        )
+        wl = spec.model_dump(mode="json", exclude_none=True)
+        engine = {k: v for k, v in {"max_num_seqs": max_num_seqs, "max_num_batched_tokens": max_num_batched_tokens}.items() if v is not None}
+        configs = []
+        for m, hw, t in itertools.product(model, hardware, tp):
+            kw = {"model": m, "hardware": hw, "tp": t, "latency_model": latency_model, "overhead": overhead,
+                  "workload": wl, "engine": engine, "seed": seed}
+            if hardware_config is not None:
+                kw["hardware_config"] = str(hardware_config)
+            configs.append((f"{m} · {hw} · TP{t}", {"model": m, "hardware": hw, "tp": t}, kw))
+        results = run_capacity(configs, slos, rate_lo=rate_min, rate_hi=rate_max, rel_tol=tolerance, target_rate=target_rate,
+                               workers=workers, use_ray=ray or ray_address is not None, ray_address=ray_address)
+        doc = {
+            "slos": {s.name: s.limit_ms for s in slos},
+            "search": {"rate_min": rate_min, "rate_max": rate_max, "tolerance": tolerance},
+            "workload": wl,
+            "target_rate": target_rate,
+            "assumption": "one simulation = one engine instance; instances = ceil(target_rate / max_rate) under ideal load balancing",
+            "results": results,
+        }
+        if output is not None:
+            write_json_atomic(output, doc)
+        if json_out:
+            import json
+
+            typer.echo(json.dumps(doc, indent=2))
+            return
+        _render(results, slos, target_rate)
+
+
+def _render(results, slos, target_rate) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    console = make_console()
+    table = Table(title="capacity: " + " · ".join(f"{s.name} ≤ {s.limit_ms:g}" for s in slos))
+    table.add_column("configuration")
+    table.add_column("max rate (req/s)", justify="right")
+    for s in slos:
+        table.add_column(f"{s.name} at max", justify="right")
+    table.add_column("probes", justify="right")
+    if target_rate is not None:
+        table.add_column(f"instances for {target_rate:g} req/s", justify="right")
+    for r in results:
+        if r.get("error"):
+            table.add_row(r["label"], f"[red]{r['error']}[/]", *[""] * (len(slos) + 1 + (target_rate is not None)))
+            continue
+        best = next((e for e in reversed(r["evaluations"]) if e["ok"] and e["rate"] == r["max_rate"]), None)
+        rate = "below --rate-min" if r["max_rate"] is None else f"{r['max_rate']:.2f}" + ("" if r["bracketed"] else "+ (≥ --rate-max)")
+        row = [r["label"], rate, *[("–" if best is None or best.get(s.name) is None else f"{best[s.name]:,.1f}") for s in slos], str(len(r["evaluations"]))]
+        if target_rate is not None:
+            row.append("–" if r["instances"] is None else str(r["instances"]))
+        table.add_row(*row)
+    console.print(table)
+    if target_rate is not None:
+        console.print("instances = ceil(target rate / max rate): independent engine instances behind an ideal load balancer.")

@@ -1,0 +1,362 @@
+"""Event skipping: the same steps as `Scheduler.schedule()` + `update_from_output()`, with per-request work
+only at that request's events.
+
+A running request in the decode state (num_computed == num_tokens - 1, at least one output token) does the
+same thing every step until one of its *events*: it needs a new KV block, a block becomes full and is
+registered in the prefix cache, or it finishes. Between events its counters grow by exactly one per step,
+so instead of touching it every step we keep it *lazy*: its counters are `off + s` (num_computed at the
+start of step s), `off + s + 1` (num_tokens) and `ooff + s` (num_output), and its events sit in buckets
+keyed by step number. A step then costs O(events + prefilling requests) Python work plus building the
+decode contexts `off + s` for the StepPlan (one C-level map over the decoding requests).
+
+The latency model is still called once per step with the full StepPlan (contexts grow every step, so
+every step's time is different); nothing about its inputs or their order changes.
+
+A step takes the exact path instead (materialise every lazy request, run Scheduler.schedule() and
+update_from_output(), re-lazify) whenever the lazy shortcut could differ from it:
+- the running requests' tokens exceed the step budget (some running request would not be scheduled), or
+- the KV blocks the running requests need this step exceed the free blocks (a preemption would happen),
+Every other step is provably the same as the exact one: all running requests are scheduled in running
+(rank) order with uncapped token counts, allocations and prefix-cache registrations happen in the same
+order on the same pool, phase (b) (admission) runs the same code on the same pool state, and finished
+requests are emitted and freed in the same order. tests/engine/test_event_skipping.py checks records and
+counters bit for bit against the exact path on varied workloads.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+
+from servesim.engine.scheduler import EngineRequest, Scheduler, SchedulerOutput
+
+
+class EventSkipper:
+    """Drives a Scheduler with lazy decode requests; see the module docstring."""
+
+    def __init__(self, sched: Scheduler, record_token_times: bool) -> None:
+        self.sched = sched
+        self.kv = sched.kv
+        self.pool = sched.kv.pool
+        self.bs = sched.block_size
+        self.caching = sched.kv.enable_caching
+        self.tt = record_token_times
+        # Lazy decoders in running (rank) order: ranks, requests, and offsets (ctx at step s = off + s).
+        self.dranks: list[int] = []
+        self.dreqs: list[EngineRequest] = []
+        self.doffs: list[int] = []
+        self.events: dict[int, list[EngineRequest]] = {}  # step -> lazy requests with a KV event in it
+        self.fins: dict[int, list[EngineRequest]] = {}  # step -> lazy requests finishing in it
+        self.prefillers: list[EngineRequest] = []  # non-lazy running requests, rank order
+        self.next_rank = 0
+        self.times: list[float] = []  # end time of step times_base + i (recorded only with token times)
+        self.times_base = 0
+        # The step in flight (between schedule() and update()).
+        self._explicit: list[EngineRequest] = []
+        self._preempted = False
+        self._cut = 0  # lowest rank preempted this step: requests from it on are gone
+        self._out = SchedulerOutput()
+
+    # -- lazy bookkeeping --------------------------------------------------------------------------------
+    def _reschedule(self, r: EngineRequest, s_from: int) -> None:
+        """Bucket r's next KV event at or after step s_from: the step whose decode needs a new block.
+
+        A block that becomes full mid-way is registered in the prefix cache at r's next allocation (or when
+        r stops being lazy) instead of in the step it fills: its key is (uid, i), which only r itself looks
+        up, and only while waiting, so the later registration is unobservable (module docstring). Blocks
+        inside a shared prefix (group keys, looked up by others) are still registered in their own step.
+        """
+        bs = self.bs
+        e = len(r.blocks) * bs - r.off  # first step whose num_tokens exceeds the held blocks
+        if self.caching and r.num_cached_blocks < r.n_shared_blocks:
+            c = (r.num_cached_blocks + 1) * bs - r.off - 1  # first step with num_tokens // bs > cached blocks
+            if c < e:
+                e = c
+        if e < s_from:
+            e = s_from
+        if e <= r.sfin:
+            r.evs = e
+            bucket = self.events.get(e)
+            if bucket is None:
+                self.events[e] = [r]
+            else:
+                bucket.append(r)
+        else:
+            r.evs = -1
+
+    def _catch_up(self, r: EngineRequest, g: int) -> None:
+        """Register the blocks r filled by the start of step g (deferred cache registrations, see _reschedule)."""
+        if self.caching:
+            n_full = (r.off + g) // self.bs
+            if n_full > r.num_cached_blocks:
+                self.kv.cache_full_blocks(r, n_full)
+
+    def _lazify(self, r: EngineRequest, g: int) -> None:
+        """Make a decode-state request lazy from step g on (g = steps completed)."""
+        r.lazy = True
+        off = r.off = r.num_computed - g
+        r.ooff = r.num_output - g
+        r.g0 = g
+        sfin = r.sfin = r.max_tokens - 1 - r.ooff  # the step whose update brings num_output to max_tokens
+        rank = r.rank
+        dranks = self.dranks
+        if not dranks or dranks[-1] < rank:
+            dranks.append(rank)
+            self.dreqs.append(r)
+            self.doffs.append(off)
+        else:
+            i = bisect_left(dranks, rank)
+            dranks.insert(i, rank)
+            self.dreqs.insert(i, r)
+            self.doffs.insert(i, off)
+        bucket = self.fins.get(sfin)
+        if bucket is None:
+            self.fins[sfin] = [r]
+        else:
+            bucket.append(r)
+        self._reschedule(r, g)
+
+    def _token_times(self, r: EngineRequest, upto: int) -> None:
+        """Append the step end times of steps r.g0 .. upto-1 to r's token times."""
+        b = self.times_base
+        r.rec.token_times_s.extend(self.times[r.g0 - b : upto - b])  # type: ignore[union-attr]
+
+    def _unlazify(self, r: EngineRequest, g: int) -> None:
+        """Materialise one lazy request at the start of step g and drop it from the lazy structures."""
+        self._catch_up(r, g)
+        r.num_computed = r.off + g
+        r.num_tokens = r.off + g + 1
+        r.num_output = r.ooff + g
+        if self.tt:
+            self._token_times(r, g)
+        r.lazy = False
+        i = bisect_left(self.dranks, r.rank)
+        del self.dranks[i], self.dreqs[i], self.doffs[i]
+        self.fins[r.sfin].remove(r)
+        if r.evs > g:  # an event bucket of this step was already taken out of self.events
+            self.events[r.evs].remove(r)
+        r.evs = -1
+
+    def materialize(self, g: int) -> None:
+        """Write every lazy request's counters (g = steps completed) and drop the lazy structures."""
+        for r in self.dreqs:
+            self._catch_up(r, g)
+            r.num_computed = r.off + g
+            r.num_tokens = r.off + g + 1
+            r.num_output = r.ooff + g
+            if self.tt:
+                self._token_times(r, g)
+            r.lazy = False
+            r.evs = -1
+        self.dranks, self.dreqs, self.doffs = [], [], []
+        self.events.clear()
+        self.fins.clear()
+        self.prefillers = []
+        self.times.clear()
+        self.times_base = g
+
+    def rebuild(self, g: int) -> None:
+        """After an exact step (g = steps completed): rank running requests and lazify the decoding ones."""
+        self.times.clear()
+        self.times_base = g
+        prefillers = self.prefillers = []
+        for i, r in enumerate(self.sched.running):
+            r.rank = i
+            if r.num_output and r.num_computed == r.num_tokens - 1:
+                self._lazify(r, g)
+            else:
+                prefillers.append(r)
+        self.next_rank = len(self.sched.running)
+
+    # -- one step --------------------------------------------------------------------------------------
+    def schedule(self, now: float, s: int) -> tuple[list[int], list[int], tuple[int, ...]] | None:
+        """Schedule step s at clock `now`: (prefill_new, prefill_ctx, decode_ctx), or None for the exact path."""
+        sched, kv, bs = self.sched, self.kv, self.bs
+        threshold = sched.threshold
+        pre = self.prefillers
+        # Dry run of phase (a)'s token budget: with no cap binding, every running request is scheduled.
+        tokens = len(self.dreqs)
+        ns: list[int] = []
+        for req in pre:
+            n = req.num_tokens - req.num_computed
+            if 0 < threshold < n:
+                n = threshold
+            ns.append(n)
+            tokens += n
+        if tokens > sched.max_num_batched_tokens:
+            return None
+
+        # Phase (a): prefilling requests and lazy requests' KV events, merged in running (rank) order.
+        caching = self.caching
+        p_new: list[int] = []
+        p_ctx: list[int] = []
+        explicit: list[EngineRequest] = []
+        self._explicit = explicit
+        self._preempted = False
+        ev = self.events.pop(s, None)
+        if ev and len(ev) > 1:
+            ev.sort(key=_rank)
+        ie, ne = 0, len(ev) if ev else 0
+        for k, req in enumerate(pre):
+            while ie < ne and ev[ie].rank < req.rank:  # type: ignore[index]
+                r = ev[ie]  # type: ignore[index]
+                ie += 1
+                if r.lazy and not self._decode_event(r, s):
+                    break
+            if self._preempted and req.rank >= self._cut:
+                break  # preempted from the tail earlier in this step
+            n = ns[k]
+            ctx = req.num_computed
+            total = ctx + n
+            if total <= len(req.blocks) * bs:
+                if caching:
+                    n_full = (total if total < req.num_tokens else req.num_tokens) // bs
+                    if n_full > req.num_cached_blocks:
+                        kv.cache_full_blocks(req, n_full)
+            elif not kv.allocate_slots(req, n) and not self._make_room(req, n, s):
+                break
+            explicit.append(req)
+            p_new.append(n)
+            p_ctx.append(ctx)
+            req.num_computed = total
+        else:
+            while ie < ne:
+                r = ev[ie]  # type: ignore[index]
+                ie += 1
+                if r.lazy and not self._decode_event(r, s):
+                    break
+        d_ctx = tuple(map(s.__add__, self.doffs))
+
+        # Phase (b): WAITING requests, exactly as Scheduler.schedule(), only if nothing was preempted.
+        budget = sched.max_num_batched_tokens - tokens
+        waiting = sched.waiting
+        if waiting and budget > 0 and not self._preempted:
+            running = sched.running
+            d_extra: list[int] = []
+            while waiting and budget > 0:
+                if len(running) == sched.max_num_seqs:
+                    break
+                req = waiting[0]
+                hit_blocks, num_hit = kv.get_computed_blocks(req)
+                n = req.num_tokens - num_hit
+                if 0 < threshold < n:
+                    n = threshold
+                if not sched.chunked_prefill and n > budget:
+                    break
+                if n > budget:
+                    n = budget
+                if not kv.allocate_slots(req, n, hit_blocks, num_hit):
+                    break
+                waiting.popleft()
+                running.append(req)
+                req.rank = self.next_rank
+                self.next_rank += 1
+                rec = req.rec
+                if rec.first_scheduled_s is None:
+                    rec.first_scheduled_s = now
+                    rec.cached_tokens = num_hit
+                explicit.append(req)
+                budget -= n
+                if n == 1 and req.num_output and num_hit == req.num_tokens - 1:
+                    d_extra.append(num_hit)
+                else:
+                    p_new.append(n)
+                    p_ctx.append(num_hit)
+                req.num_computed = num_hit + n
+            if d_extra:
+                d_ctx = d_ctx + tuple(d_extra)
+        return p_new, p_ctx, d_ctx
+
+    def _make_room(self, req: EngineRequest, n: int, s: int) -> bool:
+        """vLLM FCFS preemption after a failed allocation: pop the running tail until req fits (True) or is
+        itself preempted (False). Victims always rank after req, so none was scheduled yet this step."""
+        sched = self.sched
+        running = sched.running
+        while True:
+            victim = running.pop()
+            if victim.lazy:
+                self._unlazify(victim, s)
+            if not self._preempted:
+                self._preempted = True
+                self._out = SchedulerOutput()
+            self._cut = victim.rank
+            sched._preempt(victim, self._out)
+            if victim is req:
+                return False
+            if self.kv.allocate_slots(req, n):
+                return True
+
+    def _decode_event(self, r: EngineRequest, s: int) -> bool:
+        """Lazy request r's KV event in step s: the same allocation / caching as the exact phase (a).
+        False when r itself was preempted (phase (a) stops there)."""
+        t = r.off + s + 1  # num_tokens == total tokens after this step's decode
+        r.num_computed = t - 1
+        r.num_tokens = t
+        if t <= len(r.blocks) * self.bs:
+            if self.caching and t // self.bs > r.num_cached_blocks:
+                self.kv.cache_full_blocks(r, t // self.bs)
+        elif not self.kv.append_slot(r, t) and not self._make_room(r, 1, s):
+            return False
+        self._reschedule(r, s + 1)
+        return True
+
+    def update(self, now: float, s: int) -> list[EngineRequest]:
+        """Apply step s, which ended at `now`: sample tokens, finish requests (in scheduled order), lazify."""
+        tt = self.tt
+        sched = self.sched
+        finished: list[EngineRequest] = []
+        explicit = self._explicit
+        for req in explicit:
+            if req.num_computed != req.num_tokens:
+                continue
+            req.num_output += 1
+            req.num_tokens += 1
+            rec = req.rec
+            if rec.first_token_s is None:
+                rec.first_token_s = now
+            if tt:
+                rec.token_times_s.append(now)  # type: ignore[union-attr]
+            if req.num_output >= req.max_tokens:
+                rec.finish_s = now
+                finished.append(req)
+        if tt:
+            self.times.append(now)
+        fin = self.fins.pop(s, None)
+        if fin:
+            dranks, dreqs, doffs = self.dranks, self.dreqs, self.doffs
+            for r in fin:
+                self._catch_up(r, s + 1)
+                r.num_computed = r.off + s + 1
+                r.num_tokens = r.off + s + 2
+                r.num_output = r.ooff + s + 1
+                if tt:
+                    self._token_times(r, s + 1)
+                r.lazy = False
+                r.rec.finish_s = now
+                i = bisect_left(dranks, r.rank)
+                del dranks[i], dreqs[i], doffs[i]
+            if finished:
+                finished.extend(fin)
+                finished.sort(key=_rank)
+            else:
+                finished = fin
+                if len(fin) > 1:
+                    fin.sort(key=_rank)
+        if finished:
+            kv = self.kv
+            for req in finished:
+                kv.free(req)
+            sched.running = [r for r in sched.running if r.num_output < r.max_tokens]
+        g = s + 1
+        prefillers = self.prefillers = []
+        for req in explicit:
+            if req.num_output >= req.max_tokens:
+                continue
+            if req.num_output and req.num_computed == req.num_tokens - 1:
+                self._lazify(req, g)
+            else:
+                prefillers.append(req)
+        return finished
+
+
+def _rank(r: EngineRequest) -> int:
+    return r.rank

@@ -1,0 +1,175 @@
+"""The calibrated step-time model: physical features of a step, weighted by fitted coefficients.
+
+step_time(plan) = Σ_k θ_k · φ_k(plan), with every feature a roofline quantity or a CPU-work count:
+
+| feature | unit | what it measures | θ means |
+|---|---|---|---|
+| gemm_memory_s | s | weight bytes of the GEMMs that are memory-bound, / (TP · HBM peak) | 1 / sustained-bandwidth fraction |
+| gemm_compute_s | s | FLOPs of the compute-bound GEMMs / (TP · peak · table efficiency) | compute-time multiplier |
+| attention_prefill_s | s | max(causal FLOPs / (peak · flash-attn efficiency), KV bytes / HBM peak), / TP | multiplier |
+| attention_decode_s | s | KV-cache bytes read by decoding requests / (TP · HBM peak) | 1 / bandwidth fraction |
+| allreduce_bytes_s | s | 2 all-reduces per layer: 2(t−1)/t · bytes / NVLink bandwidth | multiplier |
+| allreduce_ops | count | 2 · layers when TP > 1 | seconds per all-reduce (latency) |
+| step | 1 | every step | seconds of fixed CPU work per step |
+| layers | count | num_hidden_layers (or layers / TP, the seed's form) | seconds per layer per step (launches) |
+| requests | count | requests in the step | seconds per request (input prep, sampling) |
+| prefill_step | 0/1 | the step holds a prefill chunk (no full CUDA graph) | extra seconds for such a step |
+
+A GEMM is memory- or compute-bound by comparing the two times at the seed's bandwidth factor 0.82;
+decode-only steps pad the batch to the next CUDA-graph capture size (vLLM pads decode batches), so
+their GEMMs see the padded M. The coefficients come from `servesim calibrate` (fitted on real runs,
+cross-validated) and are carried by a `Calibration` (servesim/calibration.py).
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+from servesim.config.hardware import Hardware
+from servesim.config.model import ModelSpec
+from servesim.latency.kernels import load_kernel_tables
+from servesim.latency.plan import Component, StepPlan, StepTime
+from servesim.latency.roofline import RooflineCorrected
+
+FEATURES = (
+    "gemm_memory_s",
+    "gemm_compute_s",
+    "attention_prefill_s",
+    "attention_decode_s",
+    "allreduce_bytes_s",
+    "allreduce_ops",
+    "step",
+    "layers",
+    "requests",
+    "prefill_step",
+)
+REFERENCE_BW_EFFICIENCY = 0.82  # only decides which side of the roofline a GEMM is on
+# vLLM V1's default CUDA-graph capture sizes (decode batches are padded up to the next one).
+CUDA_GRAPH_SIZES = (1, 2, 4) + tuple(range(8, 256 + 1, 8)) + tuple(range(272, 512 + 1, 16))
+
+
+def padded_batch(n: int) -> int:
+    """The CUDA-graph batch size a decode-only step of n requests runs at (n itself above 512)."""
+    i = bisect.bisect_left(CUDA_GRAPH_SIZES, n)
+    return CUDA_GRAPH_SIZES[i] if i < len(CUDA_GRAPH_SIZES) else n
+
+
+@dataclass
+class StepFeatures:
+    """Computes φ(plan) for one model on one GPU at one TP degree."""
+
+    model: ModelSpec
+    hardware: Hardware
+    tp: int = 1
+    layers_over_tp: bool = False  # the `layers` feature as L / TP (the seed's form) instead of L
+    pad_cuda_graphs: bool = True
+    _gemm_cache: dict[int, tuple[float, float]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.model.check_tp(self.tp)
+        m = self.model
+        # Reuse the corrected roofline's GEMM inventory (sharded shapes, MoE, LM head) and constants.
+        self._rc = RooflineCorrected(m, self.hardware, self.tp, bw_efficiency=1.0)
+        self.tables = load_kernel_tables(self.hardware.kernel_tables)
+        self.peak = self.hardware.peak_flops(m.weight_bytes_per_param)
+        self.attn_peak = self.hardware.bf16_flops
+        self.bw = self.hardware.hbm_bytes_per_s
+        self.kv_token = m.kv_bytes_per_token_per_gpu(self.tp)
+        self.layers = m.num_layers / self.tp if self.layers_over_tp else float(m.num_layers)
+        link = max(self.hardware.nvlink_gb_s or self.hardware.pcie_gb_s, 1e-9) * 1e9
+        self._ar_per_token = 2 * m.num_layers * 2.0 * (self.tp - 1) / self.tp * m.hidden_size * 2.0 / link
+        self._ar_ops = 2.0 * m.num_layers if self.tp > 1 else 0.0
+        self._heads = m.num_heads / self.tp
+        self._lm = (m.hidden_size, max(1, m.vocab_size // self.tp))
+
+    def gemm(self, m_tokens: int, seqs: int) -> tuple[float, float]:
+        """(memory-bound seconds, compute-bound seconds) of every GEMM incl. the LM head, per GPU."""
+        key = m_tokens * 4096 + seqs
+        hit = self._gemm_cache.get(key)
+        if hit is not None:
+            return hit
+        mem = comp = 0.0
+        b = self.model.weight_bytes_per_param
+        for count, gemms in self._rc.layer_sets:
+            for g in gemms:
+                _, flops, wbytes, compute = self._rc._gemm(g, m_tokens)
+                if compute >= wbytes / (self.bw * REFERENCE_BW_EFFICIENCY):
+                    comp += count * compute
+                else:
+                    mem += count * wbytes / self.bw
+        k, n = self._lm
+        eff = self.tables.gemm.efficiency(seqs, k, n, exact=True)
+        lc, lb = 2.0 * seqs * k * n / (self.peak * eff), k * n * b
+        if lc >= lb / (self.bw * REFERENCE_BW_EFFICIENCY):
+            comp += lc
+        else:
+            mem += lb / self.bw
+        out = (mem, comp)
+        if len(self._gemm_cache) < 200_000:
+            self._gemm_cache[key] = out
+        return out
+
+    def __call__(self, plan: StepPlan) -> list[float]:
+        """φ(plan) in FEATURES order."""
+        m = self.model
+        new, prior, ctx = plan.prefill_new, plan.prefill_ctx, plan.decode_ctx
+        d = len(ctx)
+        seqs = len(new) + d
+        if seqs == 0:
+            return [0.0] * len(FEATURES)
+        tokens = sum(new) + d
+        m_gemm = padded_batch(d) if (self.pad_cuda_graphs and not new) else tokens
+        g_mem, g_comp = self.gemm(m_gemm, seqs)
+        pre = 0.0
+        for n, p in zip(new, prior):
+            f = 4.0 * self._heads * m.head_dim * (n * p + n * (n + 1) / 2.0) * m.num_layers
+            eff = self.tables.prefill.efficiency(p + n, m.num_heads, m.num_kv_heads, m.head_dim, exact=True)
+            pre += max(f / (self.attn_peak * eff), self.kv_token * (p + n) / self.bw)
+        dec = self.kv_token * (sum(ctx) + d) / self.bw if d else 0.0
+        return [g_mem, g_comp, pre, dec, self._ar_per_token * tokens, self._ar_ops, 1.0, self.layers, float(seqs),
+                1.0 if new else 0.0]
+
+
+@dataclass
+class CalibratedModel:
+    """Step time = θ · φ(plan): the calibrated physics model (see the module docstring)."""
+
+    features: StepFeatures
+    theta: tuple[float, ...]
+    name: str = "calibrated"
+    extra_overhead: object = None  # an Overhead to add on top (normally none)
+
+    def __post_init__(self) -> None:
+        if len(self.theta) != len(FEATURES):
+            raise ValueError(f"calibration has {len(self.theta)} coefficients, the model needs {len(FEATURES)}")
+
+    def step_time(self, plan: StepPlan) -> float:
+        """Seconds for this step."""
+        phi = self.features(plan)
+        t = 0.0
+        for a, b in zip(self.theta, phi):
+            t += a * b
+        if self.extra_overhead is not None:
+            t += self.extra_overhead.for_step(bool(plan.prefill_new), bool(plan.decode_ctx))  # type: ignore[attr-defined]
+        return t
+
+    def explain(self, plan: StepPlan) -> StepTime:
+        """Per-feature contributions θ_k·φ_k (seconds) and the total."""
+        phi = self.features(plan)
+        comps = []
+        for name, a, b in zip(FEATURES, self.theta, phi):
+            unit_s = name.endswith("_s")
+            bound = "memory" if name in ("gemm_memory_s", "attention_decode_s") else (
+                "compute" if name in ("gemm_compute_s", "attention_prefill_s") else ("communication" if "allreduce" in name else "fixed"))
+            comps.append(Component(name, compute_s=b if bound == "compute" else 0.0, memory_s=b if bound == "memory" else 0.0,
+                                   time_s=a * b, bound=bound, flops=0.0, bytes=0.0) if unit_s else
+                         Component(name, time_s=a * b, bound=bound))
+        total = sum(c.time_s for c in comps)
+        if self.extra_overhead is not None:
+            ovh = self.extra_overhead.for_step(bool(plan.prefill_new), bool(plan.decode_ctx))  # type: ignore[attr-defined]
+            comps.append(Component("overhead", time_s=ovh, bound="fixed"))
+            total += ovh
+        notes: dict[str, float | str] = {"step": "mixed" if plan.prefill_new and plan.decode_ctx else ("prefill" if plan.prefill_new else "decode")}
+        notes.update({f"phi.{n}": v for n, v in zip(FEATURES, phi)})
+        return StepTime(total, tuple(comps), notes)

@@ -1,0 +1,101 @@
+"""Calibration files: the fitted coefficients of the calibrated step-time model, as plain data."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from servesim.config.bundled import DATA_DIR
+from servesim.config.hardware import Hardware
+from servesim.config.model import ModelSpec
+from servesim.errors import ConfigError
+from servesim.latency.calibrated import FEATURES, CalibratedModel, StepFeatures
+
+DEFAULT_CALIBRATION = DATA_DIR / "calibration" / "default.json"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """θ per feature (see latency/calibrated.py), the front-end latency, and where they were fitted."""
+
+    theta: dict[str, float]
+    frontend_latency_s: float = 0.0
+    frontend_per_token_s: float = 0.0  # API-server time per prompt token (tokenisation), s
+    layers_over_tp: bool = False
+    pad_cuda_graphs: bool = True
+    name: str = "custom"
+    fitted_on: list[str] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def vector(self) -> tuple[float, ...]:
+        """θ in FEATURES order (missing features are 0)."""
+        return tuple(float(self.theta.get(k, 0.0)) for k in FEATURES)
+
+    def model(self, model: ModelSpec, hardware: Hardware, tp: int) -> CalibratedModel:
+        """The calibrated step-time model for this model, GPU and TP degree."""
+        feats = StepFeatures(model, hardware, tp, layers_over_tp=self.layers_over_tp, pad_cuda_graphs=self.pad_cuda_graphs)
+        return CalibratedModel(feats, self.vector(), name=f"calibrated:{self.name}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+def save_calibration(cal: Calibration, path: str | Path) -> None:
+    """Write a calibration JSON file (atomically)."""
+    import os
+    import tempfile
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.resolve().parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(cal.to_dict(), fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_calibration(path: str | Path | None = None) -> Calibration:
+    """Read a calibration file ('default' or None = the one shipped with the package)."""
+    p = DEFAULT_CALIBRATION if path in (None, "default") else Path(path)
+    where = f"--calibration {p}"
+    try:
+        raw = json.loads(p.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read ({exc.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where}: not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a JSON object")
+    allowed = set(Calibration.__dataclass_fields__)
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field '{unknown[0]}' (allowed: {', '.join(sorted(allowed))})")
+    theta = raw.get("theta")
+    if not isinstance(theta, dict):
+        raise ConfigError(f"{where}: field 'theta' must be an object of feature -> coefficient")
+    for k, v in theta.items():
+        if k not in FEATURES:
+            raise ConfigError(f"{where}: theta.{k}: unknown feature (allowed: {', '.join(FEATURES)})")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ConfigError(f"{where}: theta.{k}={v!r}: must be a finite number >= 0")
+    for key in ("frontend_latency_s", "frontend_per_token_s"):
+        fe = raw.get(key, 0.0)
+        if isinstance(fe, bool) or not isinstance(fe, (int, float)) or not math.isfinite(fe) or fe < 0:
+            raise ConfigError(f"{where}: {key}={fe!r}: must be a finite number >= 0")
+    return Calibration(
+        theta={k: float(v) for k, v in theta.items()},
+        frontend_latency_s=float(raw.get("frontend_latency_s", 0.0)),
+        frontend_per_token_s=float(raw.get("frontend_per_token_s", 0.0)),
+        layers_over_tp=bool(raw.get("layers_over_tp", False)),
+        pad_cuda_graphs=bool(raw.get("pad_cuda_graphs", True)),
+        name=str(raw.get("name", p.stem)),
+        fitted_on=list(raw.get("fitted_on", [])),
+        notes=dict(raw.get("notes", {})),
+    )

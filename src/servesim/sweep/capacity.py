@@ -1,0 +1,200 @@
+"""Capacity: the highest request rate one engine instance serves within latency SLOs, by bisection on rate.
+
+Search (per configuration): evaluate rate_lo; if it misses an SLO the capacity is below rate_lo (None).
+Then double the rate until an SLO is missed or rate_hi is reached, and bisect between the last rate that
+met every SLO and the first that missed one until they are within rel_tol of each other. The answer is
+always a rate that was simulated and met every SLO; it assumes latency grows with rate (monotone), which
+holds for the engine but not exactly for one random arrival sample, so the answer is the highest passing
+rate *found*, not a proof that no higher rate passes.
+
+Fleet sizing assumes independent instances behind an ideal load balancer: each gets rate / n requests
+per second, so n = ceil(target_rate / max_rate). One simulation = one engine instance (TP ranks of one
+instance are inside the step-time model); routing, queueing imbalance and prefix affinity across
+instances are not modelled.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from servesim.errors import ConfigError
+
+__all__ = ["CapacityResult", "Slo", "find_capacity", "instances_for", "parse_slo", "run_capacity"]
+
+METRICS = ("ttft", "itl", "tpot", "e2e", "queue")
+STATS = ("mean", "p50", "p90", "p95", "p99")
+_SLO_RE = re.compile(r"^(?P<metric>[a-z0-9]+)_(?P<stat>mean|p50|p90|p95|p99)_ms\s*(?:=|<=)\s*(?P<value>[-+0-9.eE]+)$")
+
+
+@dataclass(frozen=True)
+class Slo:
+    """summary[metric_ms][stat] <= limit_ms (e.g. ttft p99 <= 500 ms)."""
+
+    metric: str
+    stat: str
+    limit_ms: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.metric}_{self.stat}_ms"
+
+    def value(self, summary: dict[str, Any]) -> float | None:
+        return (summary.get(f"{self.metric}_ms") or {}).get(self.stat)
+
+    def met(self, summary: dict[str, Any]) -> bool:
+        v = self.value(summary)
+        return v is not None and v <= self.limit_ms
+
+
+def parse_slo(text: str) -> Slo:
+    """'ttft_p99_ms=500' -> Slo(ttft, p99, 500.0); metrics ttft|itl|tpot|e2e|queue, stats mean|p50|p90|p95|p99."""
+    m = _SLO_RE.match(text.strip())
+    if not m or m["metric"] not in METRICS:
+        raise ConfigError(
+            f"--slo {text}: expected METRIC_STAT_ms=VALUE with METRIC in {'|'.join(METRICS)} and STAT in {'|'.join(STATS)} "
+            "(e.g. ttft_p99_ms=500)"
+        )
+    value = float(m["value"])
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"--slo {text}: the limit must be a finite number of ms > 0")
+    return Slo(m["metric"], m["stat"], value)
+
+
+@dataclass
+class CapacityResult:
+    """The search outcome for one configuration (rates in requests per second)."""
+
+    label: str
+    params: dict[str, Any]
+    max_rate: float | None  # highest simulated rate meeting every SLO (None: not even rate_lo)
+    bracketed: bool  # False when rate_hi itself met the SLOs (capacity may be higher)
+    evaluations: list[dict[str, Any]] = field(default_factory=list)  # {rate, ok, <slo name>: value} in search order
+    instances: int | None = None  # for target_rate, when given
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def instances_for(target_rate: float, max_rate: float | None) -> int | None:
+    """Fewest independent instances for target_rate at max_rate each (ideal balancing): ceil(target / max)."""
+    if max_rate is None or max_rate <= 0:
+        return None
+    return max(1, math.ceil(target_rate / max_rate - 1e-12))
+
+
+def find_capacity(
+    evaluate: Callable[[float], dict[str, Any]],
+    slos: Sequence[Slo],
+    *,
+    rate_lo: float = 0.5,
+    rate_hi: float = 256.0,
+    rel_tol: float = 0.02,
+    max_evals: int = 40,
+    label: str = "",
+    params: dict[str, Any] | None = None,
+) -> CapacityResult:
+    """Bisection on rate (see the module docstring); evaluate(rate) returns a run summary."""
+    if not slos:
+        raise ConfigError("capacity: give at least one --slo")
+    if not (0 < rate_lo < rate_hi and math.isfinite(rate_hi)):
+        raise ConfigError(f"capacity: need 0 < --rate-min ({rate_lo}) < --rate-max ({rate_hi})")
+    if not 0 < rel_tol < 1:
+        raise ConfigError(f"capacity: --tolerance {rel_tol}: must be in (0, 1)")
+    res = CapacityResult(label, dict(params or {}), None, True)
+    cache: dict[float, bool] = {}
+
+    def ok(rate: float) -> bool:
+        if rate not in cache:
+            summary = evaluate(rate)
+            passed = all(s.met(summary) for s in slos)
+            res.evaluations.append({"rate": rate, "ok": passed, **{s.name: s.value(summary) for s in slos}})
+            cache[rate] = passed
+        return cache[rate]
+
+    if not ok(rate_lo):
+        return res
+    good, bad = rate_lo, None
+    r = rate_lo
+    while bad is None:
+        r = min(2 * r, rate_hi)
+        if ok(r):
+            good = r
+            if r >= rate_hi:
+                res.max_rate, res.bracketed = good, False
+                return res
+        else:
+            bad = r
+    while bad - good > rel_tol * good and len(res.evaluations) < max_evals:
+        mid = 0.5 * (good + bad)
+        if ok(mid):
+            good = mid
+        else:
+            bad = mid
+    res.max_rate = good
+    return res
+
+
+def _with_rate(kwargs: dict[str, Any], rate: float) -> dict[str, Any]:
+    from servesim.sweep.grid import point_kwargs
+
+    return point_kwargs(kwargs, {"rate": rate})
+
+
+def capacity_task(
+    label: str, params: dict[str, Any], kwargs: dict[str, Any], slos: list[Slo], rate_lo: float, rate_hi: float,
+    rel_tol: float, summary: str, target_rate: float | None,
+) -> dict[str, Any]:
+    """One configuration's search, in a worker; simulate() at each probed rate. Returns CapacityResult.to_dict()."""
+    from servesim.errors import ServesimError
+    from servesim.simulation import simulate
+
+    def evaluate(rate: float) -> dict[str, Any]:
+        return simulate(**_with_rate(kwargs, rate), keep_requests=summary == "exact").summary
+
+    try:
+        res = find_capacity(evaluate, slos, rate_lo=rate_lo, rate_hi=rate_hi, rel_tol=rel_tol, label=label, params=params)
+    except ServesimError as exc:
+        res = CapacityResult(label, params, None, False, error=str(exc))
+    if target_rate is not None:
+        res.instances = instances_for(target_rate, res.max_rate)
+    return res.to_dict()
+
+
+def run_capacity(
+    configs: Sequence[tuple[str, dict[str, Any], dict[str, Any]]],
+    slos: Sequence[Slo],
+    *,
+    rate_lo: float = 0.5,
+    rate_hi: float = 256.0,
+    rel_tol: float = 0.02,
+    target_rate: float | None = None,
+    summary: str = "exact",
+    workers: int = 1,
+    use_ray: bool = False,
+    ray_address: str | None = None,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Capacity of each (label, params, simulate kwargs) configuration; results in the given order.
+
+    The workload in each kwargs must be a mapping with an open-loop arrival (its rate is replaced).
+    """
+    from servesim.sweep.runner import run_tasks
+
+    for label, _, kw in configs:
+        arrival = (kw.get("workload") or {}).get("arrival") if isinstance(kw.get("workload"), dict) else None
+        if not isinstance(arrival, dict) or arrival.get("process") in (None, "synchronous", "concurrency") or arrival.get("stages"):
+            raise ConfigError(f"capacity {label}: needs an open-loop workload with one rate (poisson, constant or gamma)")
+    if target_rate is not None and not (math.isfinite(target_rate) and target_rate > 0):
+        raise ConfigError(f"--target-rate {target_rate}: must be a finite number > 0")
+    tasks = [(label, params, kw, list(slos), rate_lo, rate_hi, rel_tol, summary, target_rate) for label, params, kw in configs]
+    out: list[dict[str, Any] | None] = [None] * len(tasks)
+    for i, res in run_tasks(capacity_task, tasks, workers=workers, use_ray=use_ray, ray_address=ray_address):
+        out[i] = res
+        if on_result is not None:
+            on_result(res)
+    return out  # type: ignore[return-value]

@@ -1,0 +1,61 @@
+"""Latency-vs-rate curves of a sweep: one panel per metric, one line per configuration (PNG via matplotlib)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from servesim.errors import ConfigError
+
+__all__ = ["DEFAULT_METRICS", "plot_sweep"]
+
+DEFAULT_METRICS = ("ttft_ms.p99", "itl_ms.mean", "e2e_ms.p99", "output_tokens_per_s")
+
+
+def _get(summary: dict[str, Any], path: str) -> float | None:
+    node: Any = summary
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node if isinstance(node, (int, float)) else None
+
+
+def plot_sweep(rows: list[dict[str, Any]], path: str | Path, *, x: str = "rate", metrics: tuple[str, ...] = DEFAULT_METRICS) -> Path:
+    """Write a PNG of metric vs the grid key `x` (default rate) for each combination of the other grid keys."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ModuleNotFoundError:
+        raise ConfigError("--plot needs matplotlib: pip install 'servesim[plot]'") from None
+    ok = [r for r in rows if r.get("summary") and x in (r.get("params") or {})]
+    if not ok:
+        raise ConfigError(f"--plot: no finished point has grid key {x!r} (plot needs {x} in grid:)")
+    for m in metrics:
+        if _get(ok[0]["summary"], m) is None and not any(_get(r["summary"], m) is not None for r in ok):
+            raise ConfigError(f"--plot-metric {m}: not in the summary (e.g. ttft_ms.p99, itl_ms.mean, output_tokens_per_s)")
+    series: dict[str, list[tuple[float, dict[str, Any]]]] = defaultdict(list)
+    for r in ok:
+        others = {k: v for k, v in r["params"].items() if k != x}
+        label = ", ".join(f"{k}={v}" for k, v in others.items()) or "sweep"
+        series[label].append((float(r["params"][x]), r["summary"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        for label, pts in series.items():
+            pts.sort(key=lambda p: p[0])
+            xs = [p[0] for p in pts if _get(p[1], m) is not None]
+            ys = [_get(p[1], m) for p in pts if _get(p[1], m) is not None]
+            ax.plot(xs, ys, marker="o", ms=3, label=label)
+        ax.set_xlabel(f"{x} (req/s)" if x == "rate" else x)
+        ax.set_ylabel(m)
+        ax.set_title(m)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

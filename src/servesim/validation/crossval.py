@@ -1,0 +1,82 @@
+"""Leave-one-model-out cross-validation of the calibrated model, and truncated runs for faster fits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from servesim.latency.calibration import Calibration
+from servesim.validation.calibrate import FitResult, fit, model_groups
+from servesim.validation.measured import Experiment, MeasuredRun
+from servesim.validation.runner import ModelChoice, RunComparison, ValidationReport, compare, replay
+
+
+def window_run(run: MeasuredRun, seconds_per_stage: float | None) -> MeasuredRun:
+    """The run cut to the first `seconds_per_stage` of each load stage (open-loop runs only; for faster fits)."""
+    if seconds_per_stage is None or run.mode != "open" or run.measured is None or not run.requests:
+        return run
+    stage_start: dict[int, float] = {}
+    for spec in run.requests:
+        stage_start[spec.stage] = min(stage_start.get(spec.stage, spec.arrival_s), spec.arrival_s)
+    keep = [i for i, spec in enumerate(run.requests) if spec.arrival_s - stage_start[spec.stage] < seconds_per_stage]
+    if len(keep) == len(run.requests):
+        return run
+    return replace(run, requests=tuple(run.requests[i] for i in keep), measured=tuple(run.measured[i] for i in keep))
+
+
+def window_units(units: list[tuple[Experiment, MeasuredRun]], seconds_per_stage: float | None) -> list[tuple[Experiment, MeasuredRun]]:
+    """Every unit's run cut with window_run."""
+    return [(e, window_run(r, seconds_per_stage)) for e, r in units]
+
+
+@dataclass
+class Fold:
+    """One held-out model: the calibration fitted without it, and its held-out comparisons."""
+
+    held_out: str
+    fit: FitResult
+    comparisons: list[RunComparison]
+
+
+def evaluate(units: list[tuple[Experiment, MeasuredRun]], cal: Calibration) -> list[RunComparison]:
+    """Replay these runs with the calibrated model and compare (full runs, not windowed)."""
+    choice = ModelChoice("calibrated", "auto", cal)
+    out = []
+    for exp, run in units:
+        res = replay(exp, run, choice)
+        comp = compare(exp, run, res)
+        out.append(comp)
+    return out
+
+
+def leave_one_model_out(
+    units: list[tuple[Experiment, MeasuredRun]],
+    *,
+    fit_window_s: float | None = None,
+    iterations: int = 5,
+    start: Calibration | None = None,
+    fixed: dict[str, float] | None = None,
+    bounds: dict[str, tuple[float, float]] | None = None,
+    on_fold: Callable[[Fold], None] | None = None,
+    evaluate_units: list[tuple[Experiment, MeasuredRun]] | None = None,
+) -> list[Fold]:
+    """For each model: fit on every other model's runs, then predict this model's runs (all of them)."""
+    groups = model_groups(units)
+    eval_groups = model_groups(evaluate_units) if evaluate_units is not None else groups
+    folds = []
+    for held in sorted(eval_groups):
+        train = [u for m, us in groups.items() if m != held for u in us]
+        result = fit(window_units(train, fit_window_s), iterations=iterations, start=start, fixed=fixed, bounds=bounds,
+                     name=f"lomo-without-{held}")
+        fold = Fold(held, result, evaluate(eval_groups[held], result.calibration))
+        folds.append(fold)
+        if on_fold is not None:
+            on_fold(fold)
+    return folds
+
+
+def cv_report(folds: list[Fold]) -> ValidationReport:
+    """All held-out comparisons as one report (each run predicted by the fold that did not see its model)."""
+    first: Any = folds[0].fit.calibration if folds else None
+    return ValidationReport(ModelChoice("calibrated", "auto", first), [c for f in folds for c in f.comparisons])
