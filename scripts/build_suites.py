@@ -139,6 +139,7 @@ def build_seed13(shared: Path, root: Path = SUITES) -> None:
             engine.update(num_gpu_blocks=65833, max_model_len=8192)
         engine["enable_prefix_caching"] = True
         engine["enable_chunked_prefill"] = True
+        engine["async_scheduling"] = False  # vLLM 0.11 (the sibling logs): async scheduling was opt-in
         notes = (
             f"Synchronous GuideLLM run (concurrency 1) of the seed report; workload '{row['workload']}' "
             "reconstructed (means from the report family; stdev/min/max assumed). "
@@ -333,6 +334,7 @@ def build_inference_perf(shared: Path, root: Path = SUITES) -> None:
                 "enable_prefix_caching": True,
                 "enable_chunked_prefill": True,
                 "max_model_len": int(excfg["max_model_len"]),
+                "async_scheduling": True,  # vLLM 0.15.1 default (on since 0.14)
             },
             "ground_truth": {
                 "format": "requests-csv",
@@ -488,6 +490,7 @@ def build_guidellm(shared: Path, root: Path = SUITES) -> None:
             "enable_prefix_caching": prefix,
             "enable_chunked_prefill": chunked,
             "max_model_len": max_model_len,
+            "async_scheduling": "async_scheduling" in args,  # vLLM 0.11.0: opt-in; not in the logged args
         },
         "ground_truth": {
             "format": "guidellm",

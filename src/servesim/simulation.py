@@ -212,6 +212,8 @@ def simulate(
     eng = resolve_engine(engine, spec, hw, tp)
     blocks = kv_blocks_for(eng, spec, hw)
     lm, cal = _latency(latency_model, overhead, calibration, spec, hw, tp)
+    if hasattr(lm, "overlap_cpu") and isinstance(latency_model, str):
+        lm.overlap_cpu = eng.async_scheduling  # async scheduling hides per-step CPU work behind the GPU
     if frontend_latency_s is None:
         frontend_latency_s = cal.frontend_latency_s if cal is not None else 0.0
     if frontend_per_token_s is None:

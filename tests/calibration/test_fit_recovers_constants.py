@@ -27,7 +27,7 @@ def synthetic_experiment(model: str, tp: int, rate: float, seed: int) -> tuple[E
         specs.append(src.pop())
     run = MeasuredRun("synthetic", ("all",), "open", None, tuple(specs), None)
     exp = Experiment(f"{model}-tp{tp}-r{rate}", model, "H100", tp, {"max_num_seqs": 64, "max_num_batched_tokens": 1024,
-                     "num_gpu_blocks": 4000}, [run], None, {})  # type: ignore[arg-type]
+                     "num_gpu_blocks": 4000, "async_scheduling": False}, [run], None, {})  # type: ignore[arg-type]
     res = replay(exp, run, latency=TRUE.model(*_mh(model, tp)), frontend_latency_s=TRUE.frontend_latency_s, frontend_per_token_s=0.0)
     by = {r.id: r for r in res.records}
     measured = tuple(MeasuredRequest(s.arrival_s, s.input_tokens, s.output_tokens,

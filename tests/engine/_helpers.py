@@ -92,7 +92,8 @@ class ClosedLoopSource:
 
 def engine(**kw) -> EngineConfig:
     """A resolved EngineConfig with small defaults, overridable by keyword."""
-    base = dict(max_num_seqs=256, max_num_batched_tokens=2048, max_model_len=8192, block_size=16)
+    # Hand-traced with synchronous scheduling (vLLM <= 0.13); async scheduling has its own tests.
+    base = dict(max_num_seqs=256, max_num_batched_tokens=2048, max_model_len=8192, block_size=16, async_scheduling=False)
     base.update(kw)
     return EngineConfig(**base)
 

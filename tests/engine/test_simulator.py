@@ -183,3 +183,25 @@ def test_bad_configuration_is_a_config_error():
         Simulator(EngineConfig(), ConstLatency(), 100)  # unresolved: max_num_seqs is None
     with pytest.raises(ConfigError):
         Simulator(engine(), ConstLatency(), 100, frontend_latency_s=math.nan)
+
+
+def test_async_scheduling_admits_one_step_later():
+    # vLLM async scheduling: step k+1 is scheduled while step k runs. Request 1 is handed over at 12 ms,
+    # during step 2 (10-20 ms); step 3 (20-30 ms) was scheduled at 10 ms without it, so it starts at 30 ms.
+    sim = Simulator(engine(async_scheduling=True), ConstLatency(0.010), 100, check_invariants=True)
+    stats = sim.run(ListSource([spec(0, 0.0, 100, 6), spec(1, 0.012, 10, 1)]))
+    recs = {r.id: r for r in stats.records}
+    assert recs[0].first_scheduled_s == 0.0  # an idle engine schedules at once
+    assert recs[1].first_scheduled_s == pytest.approx(0.030)
+    sync = Simulator(engine(async_scheduling=False), ConstLatency(0.010), 100, check_invariants=True)
+    recs_sync = {r.id: r for r in sync.run(ListSource([spec(0, 0.0, 100, 6), spec(1, 0.012, 10, 1)])).records}
+    assert recs_sync[1].first_scheduled_s == pytest.approx(0.020)
+
+
+def test_async_scheduling_after_the_engine_drains():
+    # Request 0 finishes at 20 ms; request 1 handed over at 15 ms was not in step 2's schedule, and with nothing
+    # left running the engine schedules it at once when step 2 ends.
+    sim = Simulator(engine(async_scheduling=True), ConstLatency(0.010), 100, check_invariants=True)
+    recs = {r.id: r for r in sim.run(ListSource([spec(0, 0.0, 100, 2), spec(1, 0.015, 10, 1)])).records}
+    assert recs[0].finish_s == pytest.approx(0.020)
+    assert recs[1].first_scheduled_s == pytest.approx(0.020)

@@ -85,7 +85,7 @@ def test_guidellm(guidellm):
     assert exp.model == "codellama-34b-instruct-hf" and exp.tensor_parallel_size == 1
     assert exp.engine == {"max_num_seqs": 256, "max_num_batched_tokens": 4096, "block_size": 16,
                           "num_gpu_blocks": 2537, "enable_prefix_caching": True, "enable_chunked_prefill": True,
-                          "max_model_len": 4096}
+                          "max_model_len": 4096, "async_scheduling": False}
     got = [(r.name, r.mode, r.concurrency, len(r.requests)) for r in exp.runs]
     assert got == [("0-synchronous", "closed", 1, 40), ("1-throughput", "closed", 512, 39),
                    ("2-constant@1.952rps", "open", None, 40), ("3-constant@2.897rps", "open", None, 40),

@@ -24,6 +24,8 @@ class EngineConfig(BaseModel):
     enable_chunked_prefill: bool = True  # V1 always chunks prefills through the token budget
     long_prefill_token_threshold: int = Field(0, ge=0)  # 0 = no per-request chunk cap
     max_model_len: int | None = Field(None, ge=1)  # None = the model's max_position_embeddings
+    # vLLM schedules step k+1 while step k runs; on by default since vLLM 0.14 (PR #27614), off in 0.11.
+    async_scheduling: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> "EngineConfig":

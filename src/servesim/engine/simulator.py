@@ -95,11 +95,17 @@ class Simulator:
         busy = 0.0
         peak = 0.0
         prefill_tokens = decode_tokens = 0
+        async_sched = self.engine.async_scheduling
+        prev_start = 0.0
+        idle = True
         while True:
             # Ingest: requests the frontend has handed over by now (arrival + API-server/tokenisation time).
             # vLLM EngineCore drains its input queue between steps, so a mid-step arrival waits for the next schedule().
+            # With async scheduling (vLLM >= 0.14 default) step k+1 is scheduled while step k runs, so only requests
+            # handed over before step k started can join step k+1; an idle engine schedules at once.
+            cutoff = now if (idle or not async_sched) else prev_start
             t = source.peek_arrival_s()
-            while t is not None and t + fe <= now:
+            while t is not None and t + fe <= cutoff:
                 spec = source.pop()
                 rec = RequestRecord(
                     id=spec.id, arrival_s=spec.arrival_s, input_tokens=spec.input_tokens,
@@ -121,10 +127,12 @@ class Simulator:
                 if t is None:
                     break
                 now = max(now, t + fe)  # idle: jump to the next hand-over
+                idle = True
                 continue
+            idle = False
 
-            # Synchronous engine: schedule -> execute -> update, no overlap (vLLM async scheduling is not
-            # modelled); all per-step CPU time (scheduling, sampling, detokenisation) lives in the latency model.
+            # One step: schedule -> execute -> update. Per-step CPU time (scheduling, sampling, detokenisation) lives
+            # in the latency model, which overlaps it with GPU time under async scheduling (latency/calibrated.py).
             lazy = skipper.schedule(now, steps) if skipper is not None else None
             if lazy is not None:
                 p_new, p_ctx, d_ctx = lazy
@@ -148,6 +156,7 @@ class Simulator:
                 rid = out.scheduled[0].id if lazy is None else sched.running[0].id  # the step's first request
                 raise InvariantError("clock_monotonic", steps + 1, rid, f"step time {dt!r} s")
             t0 = now
+            prev_start = t0
             now = t0 + dt
             busy += dt
             if p_new:

@@ -15,6 +15,8 @@ step_time(plan) = Σ_k θ_k · φ_k(plan), with every feature a roofline quantit
 | requests | count | requests in the step | seconds per request (input prep, sampling) |
 | prefill_step | 0/1 | the step holds a prefill chunk (no full CUDA graph) | extra seconds for such a step |
 
+Under vLLM's async scheduling the CPU work of step k+1 overlaps the GPU work of step k, so a step lasts
+max(GPU part, CPU part) instead of their sum (GPU part: the first six features; CPU part: the last four).
 A GEMM is memory- or compute-bound by comparing the two times at the seed's bandwidth factor 0.82;
 decode-only steps pad the batch to the next CUDA-graph capture size (vLLM pads decode batches), so
 their GEMMs see the padded M. The coefficients come from `servesim calibrate` (fitted on real runs,
@@ -44,6 +46,7 @@ FEATURES = (
     "requests",
     "prefill_step",
 )
+GPU_FEATURES = 6  # FEATURES[:6] run on the GPU, FEATURES[6:] are CPU work
 REFERENCE_BW_EFFICIENCY = 0.82  # only decides which side of the roofline a GEMM is on
 # vLLM V1's default CUDA-graph capture sizes (decode batches are padded up to the next one).
 CUDA_GRAPH_SIZES = (1, 2, 4) + tuple(range(8, 256 + 1, 8)) + tuple(range(272, 512 + 1, 16))
@@ -139,14 +142,27 @@ class CalibratedModel:
     theta: tuple[float, ...]
     name: str = "calibrated"
     extra_overhead: object = None  # an Overhead to add on top (normally none)
+    overlap_cpu: bool = False  # vLLM async scheduling: CPU work of the next step hides behind this step's GPU work
 
     def __post_init__(self) -> None:
         if len(self.theta) != len(FEATURES):
             raise ValueError(f"calibration has {len(self.theta)} coefficients, the model needs {len(FEATURES)}")
 
-    def step_time(self, plan: StepPlan) -> float:
-        """Seconds for this step."""
+    def effective(self, plan: StepPlan) -> list[float]:
+        """φ with the hidden part zeroed: under CPU/GPU overlap only the longer of the two parts counts."""
         phi = self.features(plan)
+        if not self.overlap_cpu:
+            return phi
+        th = self.theta
+        gpu = sum(th[i] * phi[i] for i in range(GPU_FEATURES))
+        cpu = sum(th[i] * phi[i] for i in range(GPU_FEATURES, len(phi)))
+        if gpu >= cpu:
+            return phi[:GPU_FEATURES] + [0.0] * (len(phi) - GPU_FEATURES)
+        return [0.0] * GPU_FEATURES + phi[GPU_FEATURES:]
+
+    def step_time(self, plan: StepPlan) -> float:
+        """Seconds for this step: θ·φ, or max(GPU part, CPU part) under async scheduling."""
+        phi = self.effective(plan)
         t = 0.0
         for a, b in zip(self.theta, phi):
             t += a * b
@@ -155,8 +171,8 @@ class CalibratedModel:
         return t
 
     def explain(self, plan: StepPlan) -> StepTime:
-        """Per-feature contributions θ_k·φ_k (seconds) and the total."""
-        phi = self.features(plan)
+        """Per-feature contributions θ_k·φ_k (seconds; the hidden part is 0 under overlap) and the total."""
+        phi = self.effective(plan)
         comps = []
         for name, a, b in zip(FEATURES, self.theta, phi):
             unit_s = name.endswith("_s")

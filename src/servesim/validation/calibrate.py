@@ -52,8 +52,8 @@ class RecordingModel:
         self.dts: list[float] = []
 
     def step_time(self, plan: StepPlan) -> float:
-        """Seconds for the step (θ·φ), recorded."""
-        phi = self.inner.features(plan)
+        """Seconds for the step (θ·φ_effective), recorded."""
+        phi = self.inner.effective(plan)
         dt = 0.0
         for a, b in zip(self.inner.theta, phi):
             dt += a * b
@@ -245,6 +245,7 @@ def collect_forms(units: list[tuple[Experiment, MeasuredRun]], cal: Calibration)
         from servesim.config import load_hardware, load_model
 
         model = cal.model(load_model(exp.model), load_hardware(exp.hardware), exp.tensor_parallel_size)
+        model.overlap_cpu = bool(exp.engine.get("async_scheduling", True))  # EngineConfig's default
         rec = RecordingModel(model)
         result = replay(exp, run, seed=42, latency=rec, frontend_latency_s=cal.frontend_latency_s,
                         frontend_per_token_s=cal.frontend_per_token_s)

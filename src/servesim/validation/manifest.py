@@ -50,6 +50,7 @@ class EngineArgs(BaseModel):
     max_model_len: int | None = Field(None, ge=1)
     gpu_memory_utilization: float | None = Field(None, gt=0.0, le=1.0)
     long_prefill_token_threshold: int | None = Field(None, ge=0)
+    async_scheduling: bool | None = None  # vLLM --async-scheduling (default on since vLLM 0.14)
 
 
 class GroundTruthSpec(BaseModel):
