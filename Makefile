@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test clean
+.PHONY: run test clean accuracy
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found (servesim needs Python >= 3.11; set PYTHON=...)"; exit 2; }
@@ -22,3 +22,11 @@ test: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+
+# Refit the shipped calibration (leave-one-model-out CV on every bundled suite) and regenerate docs/ACCURACY.md.
+accuracy: $(VENV)/.installed
+	mkdir -p docs/accuracy
+	$(BIN)/servesim calibrate --suite seed13 --suite inference-perf-h100 --suite guidellm-h100 \
+	    --cv leave-one-model-out --iterations 6 \
+	    --output src/servesim/data/calibration/default.json --report docs/accuracy/calibration_report.json
+	$(BIN)/python scripts/accuracy_report.py

@@ -6,7 +6,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from servesim.config import Hardware, ModelSpec, load_hardware, load_model
-from servesim.latency import StepPlan, StepTime, make_latency_model
+from servesim.latency import StepPlan, StepTime
+from servesim.latency.factory import build_latency_model
 
 from servesim.simulation import DEFAULT_LATENCY_MODEL, DEFAULT_OVERHEAD, RunResult, simulate
 
@@ -33,6 +34,8 @@ def step_time(
     overhead: str = DEFAULT_OVERHEAD,
     latency_model: str = DEFAULT_LATENCY_MODEL,
     hardware_config: str | Path | None = None,
+    calibration: str | Path | None = None,
+    async_scheduling: bool = True,
 ) -> StepTime:
     """Time of one engine step (StepTime.seconds) with its breakdown.
 
@@ -47,4 +50,5 @@ def step_time(
         prefill_ctx=tuple(c for _, c in chunks),
         decode_ctx=tuple(int(c) for c in decode),
     )
-    return make_latency_model(latency_model, spec, hw, tp, overhead).explain(plan)
+    lm, _ = build_latency_model(latency_model, spec, hw, tp, overhead, calibration, async_scheduling=async_scheduling)
+    return lm.explain(plan)

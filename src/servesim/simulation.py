@@ -12,13 +12,11 @@ from servesim import __version__
 from servesim.config import EngineConfig, Hardware, ModelSpec, engine_config, load_hardware, load_model
 from servesim.engine import EngineStats, RequestRecord, RequestSource, RequestSpec, Simulator, num_gpu_blocks
 from servesim.errors import ConfigError
-from servesim.latency import make_latency_model
+from servesim.latency.factory import DEFAULT_LATENCY_MODEL, DEFAULT_OVERHEAD, build_latency_model
 from servesim.metrics import per_request, summarize, summarize_by_stage
 
-DEFAULT_LATENCY_MODEL = "roofline-v2"
 STREAM_REL_ERROR = 0.005  # streaming percentiles: relative error bound (metrics/streaming.py)
 STREAM_BATCH = 4096  # records folded into the streaming summary at a time
-DEFAULT_OVERHEAD = "per-layer"  # the anchor (BLIS @389235eb) ships perLayerOverhead = 100 µs
 
 
 @dataclass
@@ -94,20 +92,12 @@ def kv_blocks_for(engine: EngineConfig, model: ModelSpec, hardware: Hardware) ->
         ) from None
 
 
-def _latency(latency_model: Any, overhead: str, calibration: Any, spec: ModelSpec, hw: Hardware, tp: int) -> tuple[Any, Any]:
+def _latency(latency_model: Any, overhead: str, calibration: Any, spec: ModelSpec, hw: Hardware, tp: int,
+             async_scheduling: bool) -> tuple[Any, Any]:
     """The step-time model (and the calibration it uses, if any)."""
     if not isinstance(latency_model, str):
         return latency_model, getattr(latency_model, "calibration", None)
-    if latency_model != "calibrated":
-        return make_latency_model(latency_model, spec, hw, tp, overhead), None
-    from servesim.latency.calibration import Calibration, load_calibration
-    from servesim.latency.overhead import make_overhead
-
-    cal = calibration if isinstance(calibration, Calibration) else load_calibration(calibration)
-    lm = cal.model(spec, hw, tp)
-    if overhead not in ("auto", "none", "calibrated"):
-        lm.extra_overhead = make_overhead(overhead, num_layers=spec.num_layers, tp=tp)  # on top of the fitted terms
-    return lm, cal
+    return build_latency_model(latency_model, spec, hw, tp, overhead, calibration, async_scheduling=async_scheduling)
 
 
 def _workload_source(workload: Any, seed: int | None) -> tuple[RequestSource, dict[str, Any] | None]:
@@ -211,9 +201,7 @@ def simulate(
     spec.check_tp(tp)
     eng = resolve_engine(engine, spec, hw, tp)
     blocks = kv_blocks_for(eng, spec, hw)
-    lm, cal = _latency(latency_model, overhead, calibration, spec, hw, tp)
-    if hasattr(lm, "overlap_cpu") and isinstance(latency_model, str):
-        lm.overlap_cpu = eng.async_scheduling  # async scheduling hides per-step CPU work behind the GPU
+    lm, cal = _latency(latency_model, overhead, calibration, spec, hw, tp, eng.async_scheduling)
     if frontend_latency_s is None:
         frontend_latency_s = cal.frontend_latency_s if cal is not None else 0.0
     if frontend_per_token_s is None:

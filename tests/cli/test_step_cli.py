@@ -10,7 +10,7 @@ def run(*args):
 
 
 def test_step_json_has_time_and_breakdown():
-    out = run("step", "--decode", "1x300", "--overhead", "per-layer", "--json")
+    out = run("step", "--latency-model", "roofline-v2", "--decode", "1x300", "--overhead", "per-layer", "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["step_time_ms"] == 7.988
@@ -19,7 +19,9 @@ def test_step_json_has_time_and_breakdown():
 
 def test_step_default_table():
     out = run("step")
-    assert out.returncode == 0 and "step time:" in out.stdout and "prefill.gemm" in out.stdout
+    assert out.returncode == 0 and "step time:" in out.stdout and "gemm_memory_s" in out.stdout  # calibrated default
+    out = run("step", "--latency-model", "roofline-v2")
+    assert out.returncode == 0 and "prefill.gemm" in out.stdout
 
 
 def test_models_lists_bundled():

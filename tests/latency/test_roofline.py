@@ -17,21 +17,21 @@ def comp(st, name):
 
 
 def test_prefill_2048_gemm_flops_by_hand():
-    st = step_time("llama-2-7b-hf", prefill=[2048], overhead="none")
+    st = step_time("llama-2-7b-hf", latency_model="roofline-v2", prefill=[2048], overhead="none")
     per_layer = 2 * 2048 * (4 * 4096 * 4096 + 3 * 4096 * 11008)
     assert comp(st, "prefill.gemm").flops == pytest.approx(32 * per_layer)  # 26.5 TFLOP
     assert 32 * per_layer == 26_525_718_020_096
 
 
 def test_decode_batch1_is_weight_bound_and_overheads():
-    base = step_time("llama-2-7b-hf", decode=[300], overhead="none").seconds
+    base = step_time("llama-2-7b-hf", latency_model="roofline-v2", decode=[300], overhead="none").seconds
     # weights / (3.35 TB/s × 0.82) = 4.715 ms; + attention over 300 tokens; total ≈ 4.79 ms
     assert W7 / BW == pytest.approx(4.715e-3, rel=1e-3)
     assert base == pytest.approx(4.788e-3, abs=2e-6)
-    gemm = comp(step_time("llama-2-7b-hf", decode=[300], overhead="none"), "decode.gemm")
+    gemm = comp(step_time("llama-2-7b-hf", latency_model="roofline-v2", decode=[300], overhead="none"), "decode.gemm")
     assert gemm.bound == "memory" and gemm.time_s == pytest.approx(W7 / BW)
-    per_layer = step_time("llama-2-7b-hf", decode=[300], overhead="per-layer").seconds
-    fixed = step_time("llama-2-7b-hf", decode=[300], overhead="fixed").seconds
+    per_layer = step_time("llama-2-7b-hf", latency_model="roofline-v2", decode=[300], overhead="per-layer").seconds
+    fixed = step_time("llama-2-7b-hf", latency_model="roofline-v2", decode=[300], overhead="fixed").seconds
     assert per_layer - base == pytest.approx(3.2e-3, abs=1e-6)  # 100 µs × 32 layers / TP1
     assert fixed - base == pytest.approx(5.0e-3, abs=1e-6)
 
@@ -45,19 +45,19 @@ def test_decode_batch1_is_weight_bound_and_overheads():
     ("fixed", dict(prefill=[512], decode=[300]), 15000),
 ])
 def test_overhead_variants_by_step_type(kind, plan, expect_us):
-    st = step_time("llama-2-7b-hf", tp=2, overhead=kind, **plan)
+    st = step_time("llama-2-7b-hf", latency_model="roofline-v2", tp=2, overhead=kind, **plan)
     assert comp(st, "overhead").time_s == pytest.approx(expect_us * 1e-6)
 
 
 def test_tp_scaling_divides_everything():
-    t1 = step_time("llama-2-7b-hf", tp=1, decode=[300] * 8, overhead="none").seconds
-    t2 = step_time("llama-2-7b-hf", tp=2, decode=[300] * 8, overhead="none").seconds
-    t4 = step_time("llama-2-7b-hf", tp=4, decode=[300] * 8, overhead="none").seconds
+    t1 = step_time("llama-2-7b-hf", latency_model="roofline-v2", tp=1, decode=[300] * 8, overhead="none").seconds
+    t2 = step_time("llama-2-7b-hf", latency_model="roofline-v2", tp=2, decode=[300] * 8, overhead="none").seconds
+    t4 = step_time("llama-2-7b-hf", latency_model="roofline-v2", tp=4, decode=[300] * 8, overhead="none").seconds
     assert t2 == pytest.approx(t1 / 2, rel=0.03) and t4 == pytest.approx(t1 / 4, rel=0.05)
 
 
 def test_mixed_step_is_max_of_phases():
-    st = step_time("llama-2-7b-hf", prefill=[1024], decode=[500] * 4, overhead="none")
+    st = step_time("llama-2-7b-hf", latency_model="roofline-v2", prefill=[1024], decode=[500] * 4, overhead="none")
     assert st.seconds == pytest.approx(max(st.notes["prefill_phase_s"], st.notes["decode_phase_s"]), abs=1e-6)
 
 

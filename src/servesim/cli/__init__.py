@@ -32,23 +32,58 @@ def _register() -> None:
         module.register(app)
 
 
+def _click_exception_types() -> tuple[type[BaseException], ...]:
+    """click's exception base, and typer's vendored copy of it (typer >= 0.17 ships its own click)."""
+    types: list[type[BaseException]] = []
+    try:
+        import click
+
+        types.append(click.ClickException)
+    except ModuleNotFoundError:  # pragma: no cover - typer without a click install
+        pass
+    try:
+        from typer._click.exceptions import ClickException as TyperClickException  # type: ignore[import-not-found]
+
+        types.append(TyperClickException)
+    except ModuleNotFoundError:  # older typer uses click itself
+        pass
+    return tuple(types)
+
+
+def _usage_message(exc: BaseException) -> str:
+    """A click usage error as one line: the flag, the bad value (when known) and what is allowed."""
+    message = exc.format_message()  # type: ignore[attr-defined]
+    param = getattr(exc, "param", None)
+    cause = exc.__cause__
+    if param is not None and cause is not None and hasattr(cause, "errors"):
+        # typer coerces option values with pydantic: its error holds the value the user typed.
+        try:
+            err = cause.errors()[0]  # type: ignore[union-attr]
+            opts = list(getattr(param, "opts", None) or [getattr(param, "name", "?")])
+            flag = next((o for o in opts if o.startswith("--")), opts[0])
+            message = f"{flag}={err.get('input')!r}: {err.get('msg')}"
+        except Exception:  # noqa: BLE001 - fall back to click's own wording
+            pass
+    return " ".join(str(message).split())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors print one line on stderr and exit with code 2."""
     _register()
+    click_errors = _click_exception_types()
     try:
         app(args=argv, standalone_mode=False)
     except ServesimError as exc:
-        print(f"servesim: error: {exc}", file=sys.stderr)
+        print(f"servesim: error: {' '.join(str(exc).split())}", file=sys.stderr)
         raise SystemExit(2) from None
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     except typer.Abort:
         print("servesim: aborted", file=sys.stderr)
         raise SystemExit(130) from None
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            raise SystemExit(exc.exit_code) from None
-        raise
+    except click_errors as exc:  # usage errors (bad flag value, unknown flag, missing argument)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `servesim experiment`: the group's help
+            exc.show()  # type: ignore[attr-defined]
+            raise SystemExit(exc.exit_code) from None  # type: ignore[attr-defined]
+        print(f"servesim: error: {_usage_message(exc)}", file=sys.stderr)
+        raise SystemExit(getattr(exc, "exit_code", 2) or 2) from None

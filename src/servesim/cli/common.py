@@ -16,8 +16,8 @@ ModelOpt = typer.Option("llama-2-7b-hf", "--model", "-m", help="Bundled name, Hu
 HardwareOpt = typer.Option("H100", "--hardware", help="GPU preset (H100, H100-PCIe, H200, A100-80GB, A100-40GB, L40S, B200) or JSON file.")
 HardwareConfigOpt = typer.Option(None, "--hardware-config", help="Hardware JSON (servesim or BLIS hardware_config.json layout).")
 TpOpt = typer.Option(1, "--tp", "--tensor-parallel-size", help="Tensor-parallel degree.", min=1)
-LatencyModelOpt = typer.Option("roofline-v2", "--latency-model", help="roofline-v2 (the seed's) or roofline-v2-corrected.")
-OverheadOpt = typer.Option("per-layer", "--overhead", help="Scheduling overhead: none | fixed | per-layer (the seed's 100/500/250 µs × layers / TP).")
+LatencyModelOpt = typer.Option("calibrated", "--latency-model", help="calibrated (fitted on real runs, default), roofline-v2 (the seed's) or roofline-v2-corrected.")
+OverheadOpt = typer.Option("auto", "--overhead", help="none | fixed | per-layer (the seed's 100/500/250 µs × layers/TP) | per-layer:C | sqrt-layer:C | log-layer:C | per-layer-no-tp:C; auto = per-layer for roofline models, nothing extra for calibrated.")
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:

@@ -36,6 +36,7 @@ def register(app: typer.Typer) -> None:
         enable_prefix_caching: bool = typer.Option(True, "--enable-prefix-caching/--no-enable-prefix-caching", help="Automatic prefix caching.", rich_help_panel=ENGINE_HELP),
         long_prefill_token_threshold: int = typer.Option(0, "--long-prefill-token-threshold", help="Cap on one request's prefill chunk (0 = none).", rich_help_panel=ENGINE_HELP),
         max_model_len: Optional[int] = typer.Option(None, "--max-model-len", help="Longest prompt+output accepted (default: the model's).", rich_help_panel=ENGINE_HELP),
+        async_scheduling: bool = typer.Option(True, "--async-scheduling/--no-async-scheduling", help="Schedule step k+1 while step k runs (vLLM >= 0.14 default).", rich_help_panel=ENGINE_HELP),
         workload: Optional[str] = typer.Option(None, "--workload", help="Workload YAML file or preset name (chat).", rich_help_panel=WORKLOAD_HELP),
         rate: Optional[float] = typer.Option(None, "--rate", help="Requests per second (open loop).", rich_help_panel=WORKLOAD_HELP),
         num_requests: Optional[int] = typer.Option(None, "--num-requests", help="Requests to send.", rich_help_panel=WORKLOAD_HELP),
@@ -78,7 +79,7 @@ def register(app: typer.Typer) -> None:
             "max_num_seqs": max_num_seqs, "max_num_batched_tokens": max_num_batched_tokens, "block_size": block_size,
             "gpu_memory_utilization": gpu_memory_utilization, "num_gpu_blocks_override": num_gpu_blocks_override,
             "enable_prefix_caching": enable_prefix_caching, "long_prefill_token_threshold": long_prefill_token_threshold,
-            "max_model_len": max_model_len,
+            "max_model_len": max_model_len, "async_scheduling": async_scheduling,
         }
         for path, flag in ((output, "--output"), (requests_csv, "--requests-csv")):
             if path is not None and not path.resolve().parent.is_dir():

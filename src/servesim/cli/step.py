@@ -45,10 +45,13 @@ def register(app: typer.Typer) -> None:
         overhead: str = OverheadOpt,
         latency_model: str = LatencyModelOpt,
         json_out: bool = typer.Option(False, "--json", help="Print JSON with step_time_ms and breakdown."),
+        calibration: Optional[str] = typer.Option(None, "--calibration", help="Calibration JSON for --latency-model calibrated."),
+        no_async_scheduling: bool = typer.Option(False, "--no-async-scheduling", help="Calibrated model: add CPU time to GPU time instead of overlapping them (vLLM < 0.14)."),
     ) -> None:
-        """Time one engine step (default: Llama-2-7B on an H100, a 512-token prefill next to 16 decodes at 1024)."""
+        """Time one engine step and explain it (default: Llama-2-7B, H100, a 512-token prefill next to 16 decodes at 1024)."""
         from servesim.api import resolve_hardware, resolve_model
-        from servesim.latency import StepPlan, make_latency_model
+        from servesim.latency import StepPlan
+        from servesim.latency.factory import build_latency_model
 
         if prefill is None and decode is None:
             prefill, decode = DEFAULT_PREFILL, DEFAULT_DECODE
@@ -56,7 +59,8 @@ def register(app: typer.Typer) -> None:
         ctxs = [c for d in decode or [] for c in parse_decode(d)]
         spec = resolve_model(model)
         hw = resolve_hardware(hardware, hardware_config)
-        lm = make_latency_model(latency_model, spec, hw, tp, overhead)
+        lm, _ = build_latency_model(latency_model, spec, hw, tp, overhead, calibration,
+                                    async_scheduling=not no_async_scheduling)
         plan = StepPlan(tuple(n for n, _ in chunks), tuple(c for _, c in chunks), tuple(ctxs))
         result = lm.explain(plan)
         payload = {

@@ -11,6 +11,9 @@ from typing import Any
 from servesim.config import bundled
 from servesim.errors import ConfigError
 
+# Largest integer accepted for a size in config.json: 2^53 keeps every derived byte count a finite float.
+MAX_CONFIG_INT = 2**53
+
 # Bytes per element of a torch dtype string (HF `torch_dtype` / `dtype`).
 DTYPE_BYTES: dict[str, float] = {
     "float32": 4.0,
@@ -231,6 +234,12 @@ _ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 
+def short(value: Any, limit: int = 60) -> str:
+    """repr() of a value cut to one short line, for error messages."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _get(cfg: dict[str, Any], key: str, where: str, *, required: bool = True, default: Any = None) -> Any:
     for alias in _ALIASES.get(key, (key,)):
         if alias in cfg and cfg[alias] is not None:
@@ -247,6 +256,8 @@ def _int(cfg: dict[str, Any], key: str, where: str, *, required: bool = True, de
     value = int(value)
     if value < minimum and (required or value != default):
         raise ConfigError(f"{where}: field '{key}'={value} must be >= {minimum}")
+    if value > MAX_CONFIG_INT:
+        raise ConfigError(f"{where}: field '{key}'={value} must be <= {MAX_CONFIG_INT}")
     return value
 
 
@@ -257,8 +268,16 @@ def _weight_bytes_per_param(cfg: dict[str, Any], dtype: str, where: str) -> floa
         if method in QUANT_METHOD_BYTES and method not in ("awq", "gptq"):
             return QUANT_METHOD_BYTES[method]
         bits = quant.get("bits") or quant.get("w_bit")
-        for group in (quant.get("config_groups") or {}).values():
-            bits = bits or (group.get("weights") or {}).get("num_bits")
+        groups = quant.get("config_groups") or {}
+        if not isinstance(groups, dict):
+            raise ConfigError(f"{where}: field 'quantization_config.config_groups'={short(groups)} must be an object")
+        for name, group in groups.items():
+            weights = group.get("weights") if isinstance(group, dict) else None
+            if not isinstance(group, dict) or not isinstance(weights or {}, dict):
+                raise ConfigError(f"{where}: field 'quantization_config.config_groups.{name}' must be an object with a 'weights' object")
+            bits = bits or (weights or {}).get("num_bits")
+        if isinstance(bits, bool) or (isinstance(bits, (int, float)) and not (math.isfinite(bits) and 0 < bits <= 32)):
+            raise ConfigError(f"{where}: field 'quantization_config' bits={bits!r} must be a number of bits in (0, 32]")
         if isinstance(bits, (int, float)) and bits > 0:
             return float(bits) / 8.0
         if method in QUANT_METHOD_BYTES:

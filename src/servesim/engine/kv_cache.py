@@ -3,17 +3,26 @@
 No token ids exist in the simulator, so a block's content key stands in for vLLM's chained
 block hash: block i of a request is keyed (prefix_group, i) while it lies wholly inside the
 request's shared prefix, else (request uid, i). Equal keys <=> equal chained hashes.
+
+Speed (docs/PERFORMANCE.md): the free queue is a list with a head index, so popping n blocks is one
+slice and freeing a request is one extend; only blocks that carry a key (or are shared) are handled one
+by one. With `defer_private=True` (event skipping turns it on) a request's private blocks are registered
+in the prefix cache when it is preempted rather than when they fill: their keys are looked up only by the
+request itself after a preemption, so the later registration is unobservable (the argument is in
+`KVCacheManager.free_preempted`), and the blocks of a request that simply finishes are never registered.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Hashable, Iterable
+from collections import deque
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 
 from servesim.errors import ConfigError
 
 BlockKey = Hashable
+
+_COMPACT_AT = 4096  # drop the popped part of the free-queue list once it is this long and half the list
 
 
 def cdiv(a: int, b: int) -> int:
@@ -21,10 +30,36 @@ def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-class BlockPool:
-    """Fixed pool of KV blocks: reference counts, an LRU free queue and a key -> block map."""
+class FreeQueue:
+    """Read-only view of a BlockPool's free queue, head (next to evict) first: len, iteration, `in`."""
 
-    __slots__ = ("num_blocks", "enable_caching", "ref_cnt", "block_key", "free", "cached", "_dups")
+    __slots__ = ("_pool",)
+
+    def __init__(self, pool: "BlockPool") -> None:
+        self._pool = pool
+
+    def __len__(self) -> int:
+        return self._pool.nfree
+
+    def __iter__(self) -> Iterator[int]:
+        p = self._pool
+        return (b for b in p._q[p._h :] if b >= 0)
+
+    def __contains__(self, b: object) -> bool:
+        p = self._pool
+        return isinstance(b, int) and b >= 0 and b in p._q[p._h :]
+
+
+class BlockPool:
+    """Fixed pool of KV blocks: reference counts, an LRU free queue and a key -> block map.
+
+    The free queue (vLLM FreeKVCacheBlockQueue) is `_q[_h:]`, head first; a block taken out of the middle
+    (a prefix-cache hit on an idle block) leaves a -1 behind. Blocks that carry a key while free have their
+    queue position in `_pos` (for that removal) and in `_kpos` (so popping finds the keys to drop).
+    """
+
+    __slots__ = ("num_blocks", "enable_caching", "ref_cnt", "block_key", "cached", "_dups",
+                 "nfree", "_q", "_h", "_base", "_ntomb", "_pos", "_kpos", "free")
 
     def __init__(self, num_blocks: int, enable_caching: bool) -> None:
         if num_blocks < 2:
@@ -33,11 +68,16 @@ class BlockPool:
         self.enable_caching = enable_caching
         self.ref_cnt: list[int] = [0] * num_blocks
         self.block_key: list[BlockKey | None] = [None] * num_blocks
-        # vLLM FreeKVCacheBlockQueue: doubly linked list, head = next to evict; OrderedDict gives O(1)
-        # popleft / append / remove-from-middle. Initial order is block id order (kv_cache_utils.py).
-        self.free: OrderedDict[int, None] = OrderedDict.fromkeys(range(num_blocks))
-        # vLLM BlockPool.__init__ pops block 0 as the null block; it is never allocated or freed.
-        self.free.popitem(last=False)
+        # Initial order is block id order (kv_cache_utils.py); vLLM BlockPool.__init__ pops block 0 as the
+        # null block, which is never allocated or freed.
+        self._q: list[int] = list(range(1, num_blocks))
+        self._h = 0  # head index into _q
+        self._base = 0  # absolute position of _q[0] (positions survive compaction)
+        self._ntomb = 0  # -1 entries in _q[_h:]
+        self._pos: dict[int, int] = {}  # keyed free block -> absolute position
+        self._kpos: deque[int] = deque()  # absolute positions of keyed entries, ascending (may be stale)
+        self.nfree = num_blocks - 1
+        self.free = FreeQueue(self)
         # vLLM cached_block_hash_to_block: a key may map to several blocks (no de-duplication);
         # lookups return the first inserted, so we keep the first in `cached` and later ones in `_dups`.
         self.cached: dict[BlockKey, int] = {}
@@ -51,11 +91,11 @@ class BlockPool:
     @property
     def num_free(self) -> int:
         """Blocks in the free queue, including cached-but-evictable ones."""
-        return len(self.free)
+        return self.nfree
 
     def usage(self) -> float:
         """Fraction of usable blocks held by requests (vLLM get_usage: 1 - free / (total - null))."""
-        return 1.0 - len(self.free) / (self.num_blocks - 1)
+        return 1.0 - self.nfree / (self.num_blocks - 1)
 
     def get_cached(self, key: BlockKey) -> int | None:
         """The block holding this content, or None on a miss."""
@@ -63,38 +103,92 @@ class BlockPool:
 
     def get_new_blocks(self, n: int) -> list[int]:
         """Pop n blocks from the free-queue head (LRU), dropping any key they still carry."""
-        popitem, ref, keys, cached, dups = self.free.popitem, self.ref_cnt, self.block_key, self.cached, self._dups
-        out = []
-        for _ in range(n):
-            b = popitem(False)[0]
-            # vLLM _maybe_evict_cached_block: a reused block's hash is dropped only now (lazy eviction).
-            key = keys[b]
-            if key is not None:
-                if dups and key in dups:
-                    self._evict(b)
-                else:  # _evict's common case, inlined: the key has no duplicate blocks
-                    keys[b] = None
-                    if cached.get(key) == b:
-                        del cached[key]
+        if n > self.nfree:
+            raise ValueError(f"get_new_blocks({n}): only {self.nfree} free blocks")
+        q = self._q
+        h = self._h
+        end = h + n
+        out = q[h:end]
+        if self._ntomb and -1 in out:  # entries taken out of the middle: skip them
+            out, end = self._take_skipping(n)
+        self._h = end
+        self.nfree -= n
+        kp = self._kpos
+        if kp and kp[0] < self._base + end:
+            # vLLM _maybe_evict_cached_block: a reused block's key is dropped only now (lazy eviction).
+            self._evict_popped(self._base + end)
+        ref = self.ref_cnt
+        for b in out:
             ref[b] = 1
-            out.append(b)
+        if end >= _COMPACT_AT and end + end > len(q):
+            del q[:end]
+            self._base += end
+            self._h = 0
         return out
+
+    def _take_skipping(self, n: int) -> tuple[list[int], int]:
+        q, i = self._q, self._h
+        out: list[int] = []
+        while len(out) < n:
+            b = q[i]
+            i += 1
+            if b < 0:
+                self._ntomb -= 1
+            else:
+                out.append(b)
+        return out, i
+
+    def _evict_popped(self, end_pos: int) -> None:
+        q, base, pos, kp = self._q, self._base, self._pos, self._kpos
+        while kp and kp[0] < end_pos:
+            p = kp.popleft()
+            b = q[p - base]
+            if b >= 0 and pos.get(b) == p:
+                del pos[b]
+                self._evict(b)
+
+    def _remove(self, b: int) -> None:
+        """Take free block b out of the middle of the queue."""
+        p = self._pos.pop(b, None)
+        if p is None:  # a block without a key (only reachable through the public API)
+            p = self._base + self._q.index(b, self._h)
+        self._q[p - self._base] = -1
+        self._ntomb += 1
+        self.nfree -= 1
+
+    def _append(self, b: int) -> None:
+        """Put b (ref count now 0) at the queue tail."""
+        if self.block_key[b] is not None:
+            p = self._base + len(self._q)
+            self._pos[b] = p
+            self._kpos.append(p)
+        self._q.append(b)
+        self.nfree += 1
 
     def touch(self, blocks: Iterable[int]) -> None:
         """Take a reference on prefix-cache hits, pulling idle ones out of the free queue."""
-        free, ref = self.free, self.ref_cnt
+        ref = self.ref_cnt
         for b in blocks:
             if ref[b] == 0:
-                del free[b]
+                self._remove(b)
             ref[b] += 1
 
     def free_blocks(self, ordered: Iterable[int]) -> None:
         """Drop one reference per block; blocks reaching zero join the queue tail in the given order."""
-        free, ref = self.free, self.ref_cnt
+        ref = self.ref_cnt
         for b in ordered:
             ref[b] -= 1
             if ref[b] == 0:
-                free[b] = None
+                self._append(b)
+
+    def free_unkeyed(self, ordered: list[int]) -> None:
+        """free_blocks() for blocks known to carry no key and one reference each (a request's own
+        unregistered blocks): one extend."""
+        ref = self.ref_cnt
+        for b in ordered:
+            ref[b] = 0
+        self._q.extend(ordered)
+        self.nfree += len(ordered)
 
     def cache_block(self, b: int, key: BlockKey) -> None:
         """Register a newly full block under its content key (vLLM cache_full_blocks)."""
@@ -138,15 +232,18 @@ class KVCacheManager:
 
     Works on any request object with the attributes of `scheduler.EngineRequest`
     (uid, blocks, num_cached_blocks, num_computed, num_tokens, group, n_shared_blocks, num_preemptions).
+    A request's registered blocks are always its first `num_cached_blocks`; the rest carry no key.
     """
 
-    __slots__ = ("pool", "block_size", "enable_caching", "stats")
+    __slots__ = ("pool", "block_size", "enable_caching", "stats", "defer_private")
 
     def __init__(self, num_blocks: int, block_size: int, enable_caching: bool) -> None:
         self.pool = BlockPool(num_blocks, enable_caching)
         self.block_size = block_size
         self.enable_caching = enable_caching
         self.stats = PrefixCacheStats()
+        # Register private (uid-keyed) blocks at preemption instead of when full (see free_preempted).
+        self.defer_private = False
 
     def key(self, req, i: int) -> BlockKey:
         """Content key of block i of req: shared within its prefix group, else unique to the request."""
@@ -162,8 +259,9 @@ class KVCacheManager:
         hits: list[int] = []
         if req.n_shared_blocks or req.num_preemptions:  # otherwise every key is new: skip the walk
             cached = self.pool.cached
+            n_sh, group, uid = req.n_shared_blocks, req.group, req.uid
             for i in range(max_blocks):
-                b = cached.get((req.group, i) if i < req.n_shared_blocks else (req.uid, i))
+                b = cached.get((group, i) if i < n_sh else (uid, i))
                 if b is None:
                     break
                 hits.append(b)
@@ -187,13 +285,13 @@ class KVCacheManager:
         bs = self.block_size
         total = req.num_computed + num_hit + num_new
         blocks = req.blocks
-        num_new_blocks = cdiv(total, bs) - len(blocks) - (len(hit_blocks) if hit_blocks else 0)
+        num_new_blocks = -(-total // bs) - len(blocks) - (len(hit_blocks) if hit_blocks else 0)
         need = num_new_blocks
         if hit_blocks:
             # vLLM get_num_blocks_to_allocate: hit blocks sitting idle in the free queue count as allocations.
             ref = pool.ref_cnt
             need += sum(1 for b in hit_blocks if ref[b] == 0)
-        if need > len(pool.free):
+        if need > pool.nfree:
             return False
         if hit_blocks:
             pool.touch(hit_blocks)
@@ -206,34 +304,74 @@ class KVCacheManager:
             # min(computed + new, num_tokens) tokens; a request admitted later in the same step can hit them.
             n_full = min(total, req.num_tokens) // bs
             if n_full > req.num_cached_blocks:
-                self.cache_full_blocks(req, n_full)
+                self.cache_upto(req, n_full)
         return True
 
     def append_slot(self, req, total: int) -> bool:
         """allocate_slots(req, 1) for a decode whose tokens after the step are `total` (same effects, fewer steps)."""
         blocks = req.blocks
         bs = self.block_size
-        free = self.pool.free
-        if -(-total // bs) - len(blocks) != 1 or not free:
+        pool = self.pool
+        if -(-total // bs) - len(blocks) != 1 or not pool.nfree:
             return self.allocate_slots(req, 1)
-        blocks.append(self.pool.get_new_blocks(1)[0])
+        blocks.extend(pool.get_new_blocks(1))
         if self.enable_caching:
             n_full = total // bs  # min(total, num_tokens) // bs with total == num_tokens
             if n_full > req.num_cached_blocks:
-                self.cache_full_blocks(req, n_full)
+                self.cache_upto(req, n_full)
         return True
+
+    def cache_upto(self, req, n_full: int) -> None:
+        """Blocks up to n_full became full: register them now, or only the shared-prefix ones when deferring."""
+        if self.defer_private:
+            if n_full > req.n_shared_blocks:
+                n_full = req.n_shared_blocks
+            if n_full <= req.num_cached_blocks:
+                return
+        self.cache_full_blocks(req, n_full)
 
     def cache_full_blocks(self, req, n_full: int) -> None:
         """Register req's blocks num_cached_blocks..n_full-1 (now full) under their content keys."""
         blocks, n_sh, group, uid = req.blocks, req.n_shared_blocks, req.group, req.uid
-        cache_block = self.pool.cache_block
+        pool = self.pool
+        keys, cached = pool.block_key, pool.cached
         for i in range(req.num_cached_blocks, n_full):
-            cache_block(blocks[i], (group, i) if i < n_sh else (uid, i))
+            b = blocks[i]
+            key = (group, i) if i < n_sh else (uid, i)
+            keys[b] = key
+            if cached.setdefault(key, b) != b:
+                pool._dups.setdefault(key, []).append(b)
         req.num_cached_blocks = n_full
 
     def free(self, req) -> None:
         """Release all of req's blocks, tail first (vLLM frees in reverse so tail blocks are evicted first)."""
-        if req.blocks:
-            self.pool.free_blocks(reversed(req.blocks))
+        blocks = req.blocks
+        if blocks:
+            nc = req.num_cached_blocks
+            pool = self.pool
+            if nc:
+                # Unregistered blocks have no key and one reference (only hits share blocks, and hits are
+                # registered): one bulk append; registered ones one by one (shared, or positions to keep).
+                if nc < len(blocks):
+                    pool.free_unkeyed(blocks[: nc - 1 : -1])
+                pool.free_blocks(blocks[nc - 1 :: -1])
+            else:
+                pool.free_unkeyed(blocks[::-1])
             req.blocks = []
         req.num_cached_blocks = 0
+
+    def free_preempted(self, req) -> None:
+        """Free a preempted request, first registering the blocks vLLM would have registered by now.
+
+        vLLM registers a block when it is allocated for the tokens that fill it, so by the time a request
+        is preempted its first num_computed // block_size blocks are registered (num_computed <= num_tokens).
+        Deferring the private ones to here is unobservable: (uid, i) keys are looked up only by this request,
+        only while it waits after a preemption (and never before its first one: get_computed_blocks skips
+        the walk); the blocks are held until now, so no eviction could touch them; and registrations of one
+        key by successive runs of the request keep their order, so duplicates resolve the same way.
+        """
+        if self.enable_caching:
+            n_full = req.num_computed // self.block_size
+            if n_full > req.num_cached_blocks:
+                self.cache_full_blocks(req, n_full)
+        self.free(req)

@@ -134,7 +134,7 @@ class Scheduler:
                 if caching:
                     n_full = (total if total < req.num_tokens else req.num_tokens) // bs
                     if n_full > req.num_cached_blocks:
-                        kv.cache_full_blocks(req, n_full)
+                        kv.cache_upto(req, n_full)
             else:
                 ok = True
                 while not kv.allocate_slots(req, n):
@@ -209,7 +209,7 @@ class Scheduler:
     def _preempt(self, req: EngineRequest, out: SchedulerOutput) -> None:
         # vLLM _preempt_request (recompute mode): free blocks, num_computed_tokens = 0, prepend to waiting;
         # generated tokens are kept, so the resumed request recomputes prompt + generated tokens.
-        self.kv.free(req)
+        self.kv.free_preempted(req)
         req.num_computed = 0
         req.num_preemptions += 1
         req.rec.preemptions += 1

@@ -20,14 +20,28 @@ Every other step is provably the same as the exact one: all running requests are
 (rank) order with uncapped token counts, allocations and prefix-cache registrations happen in the same
 order on the same pool, phase (b) (admission) runs the same code on the same pool state, and finished
 requests are emitted and freed in the same order. tests/engine/test_event_skipping.py checks records and
-counters bit for bit against the exact path on varied workloads.
+counters bit for bit against the exact path on varied workloads (tests/perf/test_golden_outputs.py
+against pinned outputs).
+
+Batched decode events. When the blocks phase (a) needs in total (prefilling requests' chunks plus one per
+decode event of the step) fit the free queue, no allocation can fail, so no preemption happens and the
+order of allocations does not matter: the step pops the same first k blocks of the free queue whatever
+the order, every popped block loses its key all the same, and which of the (now key-less, single-
+reference) blocks goes to which request is unobservable. Decode events register nothing (private blocks
+are registered at preemption, kv_cache.KVCacheManager.free_preempted), so the step's decode events take
+their blocks in one slice, and the whole bucket moves to the step `block_size` later. Otherwise (the
+blocks may run out, or a request still has shared-prefix blocks to register) the step merges events and
+prefilling requests in rank order as the exact path does, preempting from the tail when needed.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
+from operator import attrgetter
 
 from servesim.engine.scheduler import EngineRequest, Scheduler, SchedulerOutput
+
+_rank = attrgetter("rank")
 
 
 class EventSkipper:
@@ -39,12 +53,14 @@ class EventSkipper:
         self.pool = sched.kv.pool
         self.bs = sched.block_size
         self.caching = sched.kv.enable_caching
+        self.kv.defer_private = True  # private blocks are registered at preemption (kv_cache.free_preempted)
         self.tt = record_token_times
         # Lazy decoders in running (rank) order: ranks, requests, and offsets (ctx at step s = off + s).
         self.dranks: list[int] = []
         self.dreqs: list[EngineRequest] = []
         self.doffs: list[int] = []
         self.events: dict[int, list[EngineRequest]] = {}  # step -> lazy requests with a KV event in it
+        self.ordered: set[int] = set()  # steps whose events must run in rank order (shared-prefix caching)
         self.fins: dict[int, list[EngineRequest]] = {}  # step -> lazy requests finishing in it
         self.prefillers: list[EngineRequest] = []  # non-lazy running requests, rank order
         self.next_rank = 0
@@ -60,21 +76,25 @@ class EventSkipper:
     def _reschedule(self, r: EngineRequest, s_from: int) -> None:
         """Bucket r's next KV event at or after step s_from: the step whose decode needs a new block.
 
-        A block that becomes full mid-way is registered in the prefix cache at r's next allocation (or when
-        r stops being lazy) instead of in the step it fills: its key is (uid, i), which only r itself looks
-        up, and only while waiting, so the later registration is unobservable (module docstring). Blocks
-        inside a shared prefix (group keys, looked up by others) are still registered in their own step.
+        Private blocks that fill while decoding are registered when r is preempted (never observable
+        earlier, kv_cache.KVCacheManager.free_preempted). A request that still has shared-prefix blocks to
+        register (looked up by others, so registered in their own step) also gets an event at the step
+        the next one fills, and that step runs its events in rank order.
         """
         bs = self.bs
         e = len(r.blocks) * bs - r.off  # first step whose num_tokens exceeds the held blocks
+        slow = False
         if self.caching and r.num_cached_blocks < r.n_shared_blocks:
             c = (r.num_cached_blocks + 1) * bs - r.off - 1  # first step with num_tokens // bs > cached blocks
             if c < e:
                 e = c
+            slow = True
         if e < s_from:
             e = s_from
         if e <= r.sfin:
             r.evs = e
+            if slow:
+                self.ordered.add(e)
             bucket = self.events.get(e)
             if bucket is None:
                 self.events[e] = [r]
@@ -82,13 +102,6 @@ class EventSkipper:
                 bucket.append(r)
         else:
             r.evs = -1
-
-    def _catch_up(self, r: EngineRequest, g: int) -> None:
-        """Register the blocks r filled by the start of step g (deferred cache registrations, see _reschedule)."""
-        if self.caching:
-            n_full = (r.off + g) // self.bs
-            if n_full > r.num_cached_blocks:
-                self.kv.cache_full_blocks(r, n_full)
 
     def _lazify(self, r: EngineRequest, g: int) -> None:
         """Make a decode-state request lazy from step g on (g = steps completed)."""
@@ -122,7 +135,6 @@ class EventSkipper:
 
     def _unlazify(self, r: EngineRequest, g: int) -> None:
         """Materialise one lazy request at the start of step g and drop it from the lazy structures."""
-        self._catch_up(r, g)
         r.num_computed = r.off + g
         r.num_tokens = r.off + g + 1
         r.num_output = r.ooff + g
@@ -139,7 +151,6 @@ class EventSkipper:
     def materialize(self, g: int) -> None:
         """Write every lazy request's counters (g = steps completed) and drop the lazy structures."""
         for r in self.dreqs:
-            self._catch_up(r, g)
             r.num_computed = r.off + g
             r.num_tokens = r.off + g + 1
             r.num_output = r.ooff + g
@@ -149,6 +160,7 @@ class EventSkipper:
             r.evs = -1
         self.dranks, self.dreqs, self.doffs = [], [], []
         self.events.clear()
+        self.ordered.clear()
         self.fins.clear()
         self.prefillers = []
         self.times.clear()
@@ -173,57 +185,102 @@ class EventSkipper:
         sched, kv, bs = self.sched, self.kv, self.bs
         threshold = sched.threshold
         pre = self.prefillers
-        # Dry run of phase (a)'s token budget: with no cap binding, every running request is scheduled.
+        # Dry run of phase (a): with no cap binding, every running request is scheduled; count the blocks.
         tokens = len(self.dreqs)
         ns: list[int] = []
+        need = 0
         for req in pre:
             n = req.num_tokens - req.num_computed
             if 0 < threshold < n:
                 n = threshold
             ns.append(n)
             tokens += n
+            k = -(-(req.num_computed + n) // bs) - len(req.blocks)
+            if k > 0:
+                need += k
         if tokens > sched.max_num_batched_tokens:
             return None
 
-        # Phase (a): prefilling requests and lazy requests' KV events, merged in running (rank) order.
         caching = self.caching
         p_new: list[int] = []
         p_ctx: list[int] = []
         explicit: list[EngineRequest] = []
         self._explicit = explicit
         self._preempted = False
-        ev = self.events.pop(s, None)
-        if ev and len(ev) > 1:
-            ev.sort(key=_rank)
-        ie, ne = 0, len(ev) if ev else 0
-        for k, req in enumerate(pre):
-            while ie < ne and ev[ie].rank < req.rank:  # type: ignore[index]
-                r = ev[ie]  # type: ignore[index]
-                ie += 1
-                if r.lazy and not self._decode_event(r, s):
-                    break
-            if self._preempted and req.rank >= self._cut:
-                break  # preempted from the tail earlier in this step
-            n = ns[k]
-            ctx = req.num_computed
-            total = ctx + n
-            if total <= len(req.blocks) * bs:
-                if caching:
-                    n_full = (total if total < req.num_tokens else req.num_tokens) // bs
-                    if n_full > req.num_cached_blocks:
-                        kv.cache_full_blocks(req, n_full)
-            elif not kv.allocate_slots(req, n) and not self._make_room(req, n, s):
-                break
-            explicit.append(req)
-            p_new.append(n)
-            p_ctx.append(ctx)
-            req.num_computed = total
+        events = self.events
+        ev = events.pop(s, None)
+        if ev:
+            need += len(ev)
+        ordered = self.ordered
+        if need <= self.pool.nfree and not (ordered and s in ordered):
+            # Phase (a), no allocation can fail: prefilling requests in rank order, then the decode events
+            # of the step in one batch (module docstring).
+            for k, req in enumerate(pre):
+                n = ns[k]
+                ctx = req.num_computed
+                total = ctx + n
+                if total <= len(req.blocks) * bs:
+                    if caching:
+                        n_full = (total if total < req.num_tokens else req.num_tokens) // bs
+                        if n_full > req.num_cached_blocks:
+                            kv.cache_upto(req, n_full)
+                else:
+                    kv.allocate_slots(req, n)
+                explicit.append(req)
+                p_new.append(n)
+                p_ctx.append(ctx)
+                req.num_computed = total
+            if ev:
+                nxt = s + bs
+                keep: list[EngineRequest] = []
+                for r, b in zip(ev, self.pool.get_new_blocks(len(ev))):
+                    r.blocks.append(b)
+                    if r.sfin >= nxt:
+                        r.evs = nxt
+                        keep.append(r)
+                    else:
+                        r.evs = -1
+                if keep:
+                    bucket = events.get(nxt)
+                    if bucket is None:
+                        events[nxt] = keep
+                    else:
+                        bucket.extend(keep)
         else:
-            while ie < ne:
-                r = ev[ie]  # type: ignore[index]
-                ie += 1
-                if r.lazy and not self._decode_event(r, s):
+            # Phase (a) in rank order, as Scheduler.schedule(): prefilling requests and lazy requests' KV
+            # events merged, preempting from the tail when blocks run out.
+            ordered.discard(s)
+            if ev and len(ev) > 1:
+                ev.sort(key=_rank)
+            ie, ne = 0, len(ev) if ev else 0
+            for k, req in enumerate(pre):
+                while ie < ne and ev[ie].rank < req.rank:  # type: ignore[index]
+                    r = ev[ie]  # type: ignore[index]
+                    ie += 1
+                    if r.lazy and not self._decode_event(r, s):
+                        break
+                if self._preempted and req.rank >= self._cut:
+                    break  # preempted from the tail earlier in this step
+                n = ns[k]
+                ctx = req.num_computed
+                total = ctx + n
+                if total <= len(req.blocks) * bs:
+                    if caching:
+                        n_full = (total if total < req.num_tokens else req.num_tokens) // bs
+                        if n_full > req.num_cached_blocks:
+                            kv.cache_upto(req, n_full)
+                elif not kv.allocate_slots(req, n) and not self._make_room(req, n, s):
                     break
+                explicit.append(req)
+                p_new.append(n)
+                p_ctx.append(ctx)
+                req.num_computed = total
+            else:
+                while ie < ne:
+                    r = ev[ie]  # type: ignore[index]
+                    ie += 1
+                    if r.lazy and not self._decode_event(r, s):
+                        break
         d_ctx = tuple(map(s.__add__, self.doffs))
 
         # Phase (b): WAITING requests, exactly as Scheduler.schedule(), only if nothing was preempted.
@@ -293,7 +350,7 @@ class EventSkipper:
         r.num_tokens = t
         if t <= len(r.blocks) * self.bs:
             if self.caching and t // self.bs > r.num_cached_blocks:
-                self.kv.cache_full_blocks(r, t // self.bs)
+                self.kv.cache_upto(r, t // self.bs)
         elif not self.kv.append_slot(r, t) and not self._make_room(r, 1, s):
             return False
         self._reschedule(r, s + 1)
@@ -323,13 +380,13 @@ class EventSkipper:
         fin = self.fins.pop(s, None)
         if fin:
             dranks, dreqs, doffs = self.dranks, self.dreqs, self.doffs
+            g = s + 1
             for r in fin:
-                self._catch_up(r, s + 1)
-                r.num_computed = r.off + s + 1
-                r.num_tokens = r.off + s + 2
-                r.num_output = r.ooff + s + 1
+                r.num_computed = r.off + g
+                r.num_tokens = r.off + g + 1
+                r.num_output = r.ooff + g
                 if tt:
-                    self._token_times(r, s + 1)
+                    self._token_times(r, g)
                 r.lazy = False
                 r.rec.finish_s = now
                 i = bisect_left(dranks, r.rank)
@@ -342,10 +399,13 @@ class EventSkipper:
                 if len(fin) > 1:
                     fin.sort(key=_rank)
         if finished:
+            # Freed in running order (vLLM frees finished requests as it walks the scheduled ones), and
+            # dropped from running keeping the survivors' order (running is sorted by rank).
             kv = self.kv
+            running = sched.running
             for req in finished:
                 kv.free(req)
-            sched.running = [r for r in sched.running if r.num_output < r.max_tokens]
+                del running[bisect_left(running, req.rank, key=_rank)]
         g = s + 1
         prefillers = self.prefillers = []
         for req in explicit:
@@ -356,7 +416,3 @@ class EventSkipper:
             else:
                 prefillers.append(req)
         return finished
-
-
-def _rank(r: EngineRequest) -> int:
-    return r.rank

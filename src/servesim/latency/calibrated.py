@@ -8,15 +8,16 @@ step_time(plan) = Σ_k θ_k · φ_k(plan), with every feature a roofline quantit
 | gemm_compute_s | s | FLOPs of the compute-bound GEMMs / (TP · peak · table efficiency) | compute-time multiplier |
 | attention_prefill_s | s | max(causal FLOPs / (peak · flash-attn efficiency), KV bytes / HBM peak), / TP | multiplier |
 | attention_decode_s | s | KV-cache bytes read by decoding requests / (TP · HBM peak) | 1 / bandwidth fraction |
+| activations_s | s | element-wise traffic (norms, residuals, RoPE, SiLU·mul) of the step's tokens / HBM peak | multiplier |
 | allreduce_bytes_s | s | 2 all-reduces per layer: 2(t−1)/t · bytes / NVLink bandwidth | multiplier |
 | allreduce_ops | count | 2 · layers when TP > 1 | seconds per all-reduce (latency) |
+| layers | count | num_hidden_layers (or layers / TP, the seed's form) | GPU seconds per layer per step (small kernels, launch gaps) |
 | step | 1 | every step | seconds of fixed CPU work per step |
-| layers | count | num_hidden_layers (or layers / TP, the seed's form) | seconds per layer per step (launches) |
-| requests | count | requests in the step | seconds per request (input prep, sampling) |
-| prefill_step | 0/1 | the step holds a prefill chunk (no full CUDA graph) | extra seconds for such a step |
+| requests | count | requests in the step | CPU seconds per request (input prep, sampling, output processing) |
+| prefill_step | 0/1 | the step holds a prefill chunk (no full CUDA graph) | extra CPU seconds for such a step |
 
 Under vLLM's async scheduling the CPU work of step k+1 overlaps the GPU work of step k, so a step lasts
-max(GPU part, CPU part) instead of their sum (GPU part: the first six features; CPU part: the last four).
+max(GPU part, CPU part) instead of their sum (GPU part: the first eight features; CPU part: the last three).
 A GEMM is memory- or compute-bound by comparing the two times at the seed's bandwidth factor 0.82;
 decode-only steps pad the batch to the next CUDA-graph capture size (vLLM pads decode batches), so
 their GEMMs see the padded M. The coefficients come from `servesim calibrate` (fitted on real runs,
@@ -39,14 +40,18 @@ FEATURES = (
     "gemm_compute_s",
     "attention_prefill_s",
     "attention_decode_s",
+    "activations_s",
     "allreduce_bytes_s",
     "allreduce_ops",
-    "step",
     "layers",
+    "step",
     "requests",
     "prefill_step",
 )
-GPU_FEATURES = 6  # FEATURES[:6] run on the GPU, FEATURES[6:] are CPU work
+GPU_FEATURES = 8  # FEATURES[:8] run on the GPU, FEATURES[8:] are CPU work (hidden under async scheduling)
+# Element-wise activation traffic per token per layer, in hidden-size units: 2 RMSNorms and 2 residual adds
+# (read + write each, replicated under TP) and RoPE, plus SiLU·mul over the sharded MLP width (3 × ff / TP).
+ACTIVATION_PASSES = 6
 REFERENCE_BW_EFFICIENCY = 0.82  # only decides which side of the roofline a GEMM is on
 # vLLM V1's default CUDA-graph capture sizes (decode batches are padded up to the next one).
 CUDA_GRAPH_SIZES = (1, 2, 4) + tuple(range(8, 256 + 1, 8)) + tuple(range(272, 512 + 1, 16))
@@ -84,6 +89,8 @@ class StepFeatures:
         self._ar_per_token = 2 * m.num_layers * 2.0 * (self.tp - 1) / self.tp * m.hidden_size * 2.0 / link
         self._ar_ops = 2.0 * m.num_layers if self.tp > 1 else 0.0
         self._heads = m.num_heads / self.tp
+        ff = m.dense_intermediate_size or m.intermediate_size
+        self._act_per_token = m.num_layers * (ACTIVATION_PASSES * m.hidden_size + 3 * ff / self.tp) * 2.0 / self.bw
         self._lm = (m.hidden_size, max(1, m.vocab_size // self.tp))
 
     def gemm(self, m_tokens: int, seqs: int) -> tuple[float, float]:
@@ -130,8 +137,8 @@ class StepFeatures:
             eff = self.tables.prefill.efficiency(p + n, m.num_heads, m.num_kv_heads, m.head_dim, exact=True)
             pre += max(f / (self.attn_peak * eff), self.kv_token * (p + n) / self.bw)
         dec = self.kv_token * (sum(ctx) + d) / self.bw if d else 0.0
-        return [g_mem, g_comp, pre, dec, self._ar_per_token * tokens, self._ar_ops, 1.0, self.layers, float(seqs),
-                1.0 if new else 0.0]
+        return [g_mem, g_comp, pre, dec, self._act_per_token * tokens, self._ar_per_token * tokens, self._ar_ops,
+                self.layers, 1.0, float(seqs), 1.0 if new else 0.0]
 
 
 @dataclass

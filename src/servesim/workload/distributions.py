@@ -19,6 +19,10 @@ import numpy as np
 
 from servesim.errors import WorkloadError
 
+# Longest length any distribution produces (tokens): far beyond any model's context, and it keeps every
+# draw inside int64 arithmetic (a larger parameter is refused; continuous draws are clamped to it).
+MAX_LENGTH = 2**31 - 1
+
 __all__ = [
     "Constant",
     "Empirical",
@@ -49,26 +53,26 @@ def _number(kind: str, name: str, value: Any) -> float:
 
 
 def _positive(kind: str, name: str, value: Any) -> float:
-    """A finite float > 0, or a WorkloadError."""
+    """A finite float in (0, MAX_LENGTH], or a WorkloadError."""
     out = _number(kind, name, value)
-    if out <= 0:
-        raise WorkloadError(f"{kind} length: {name}={value!r}: must be > 0")
+    if out <= 0 or out > MAX_LENGTH:
+        raise WorkloadError(f"{kind} length: {name}={value!r}: must be > 0 and <= {MAX_LENGTH}")
     return out
 
 
 def _non_negative(kind: str, name: str, value: Any) -> float:
-    """A finite float >= 0, or a WorkloadError."""
+    """A finite float in [0, MAX_LENGTH], or a WorkloadError."""
     out = _number(kind, name, value)
-    if out < 0:
-        raise WorkloadError(f"{kind} length: {name}={value!r}: must be >= 0")
+    if out < 0 or out > MAX_LENGTH:
+        raise WorkloadError(f"{kind} length: {name}={value!r}: must be >= 0 and <= {MAX_LENGTH}")
     return out
 
 
 def _integer(kind: str, name: str, value: Any, lowest: int) -> int:
-    """An integral value >= lowest (512.0 is accepted as 512), or a WorkloadError."""
+    """An integral value in [lowest, MAX_LENGTH] (512.0 is accepted as 512), or a WorkloadError."""
     out = _number(kind, name, value)
-    if out != int(out) or out < lowest:
-        raise WorkloadError(f"{kind} length: {name}={value!r}: must be an integer >= {lowest}")
+    if out != int(out) or out < lowest or out > MAX_LENGTH:
+        raise WorkloadError(f"{kind} length: {name}={value!r}: must be an integer >= {lowest} and <= {MAX_LENGTH}")
     return int(out)
 
 
@@ -85,7 +89,7 @@ def _bounds(kind: str, lo: Any, hi: Any, lowest: int = 0) -> tuple[int, int | No
 
 def _to_lengths(x: np.ndarray, lo: int, hi: int | None) -> np.ndarray:
     """Clamp draws to [lo, hi], round half up and floor at 1 (GuideLLM/BLIS: round(clamp(x)), >= 1)."""
-    clipped = np.clip(x, lo, np.inf if hi is None else hi)
+    clipped = np.clip(x, lo, MAX_LENGTH if hi is None else hi)
     return np.maximum(np.floor(clipped + 0.5), 1).astype(np.int64)
 
 
@@ -255,8 +259,8 @@ def _parse_length(text: str, where: str) -> int:
         value = float(text)
     except ValueError:
         raise WorkloadError(f"{where}: {text!r} is not a number; expected a positive integer length") from None
-    if not math.isfinite(value) or value != int(value) or value < 1:
-        raise WorkloadError(f"{where}: {text!r}: expected a positive integer length")
+    if not math.isfinite(value) or value != int(value) or value < 1 or value > MAX_LENGTH:
+        raise WorkloadError(f"{where}: {text!r}: expected a positive integer length <= {MAX_LENGTH}")
     return int(value)
 
 

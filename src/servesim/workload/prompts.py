@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from servesim.errors import WorkloadError
-from servesim.workload.distributions import LengthDistribution
+from servesim.workload.distributions import MAX_LENGTH, LengthDistribution
 
 __all__ = ["PromptBatch", "PromptModel", "Prompts", "SharedPrefixPrompts", "prompt_stream"]
 
@@ -40,9 +40,9 @@ class PromptModel(Protocol):
 
 
 def _count(name: str, value: object, lowest: int) -> int:
-    """An integer token count >= lowest, or a WorkloadError naming the field."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lowest:
-        raise WorkloadError(f"{name}={value!r}: must be an integer >= {lowest}")
+    """An integer count in [lowest, MAX_LENGTH], or a WorkloadError naming the field."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lowest <= value <= MAX_LENGTH:
+        raise WorkloadError(f"{name}={value!r}: must be an integer >= {lowest} and <= {MAX_LENGTH}")
     return int(value)
 
 

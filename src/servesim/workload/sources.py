@@ -119,7 +119,8 @@ class ClosedLoopSource:
         self._pending: list[tuple[float, int, RequestSpec]] = []
         self._in_flight: set[int] = set()
         self._issued = 0
-        for client in range(loop.clients):
+        # Clients beyond num_requests would never send anything: do not loop over them.
+        for client in range(int(min(loop.clients, self._max_n))):
             self._issue(client, start_s)
 
     def _issue(self, client: int, arrival_s: float) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 import yaml
@@ -30,7 +30,7 @@ from pydantic import field_validator, model_validator
 from servesim.engine.request import RequestSource
 from servesim.errors import WorkloadError
 from servesim.workload import arrivals as arr
-from servesim.workload.distributions import LengthDistribution, length_distribution
+from servesim.workload.distributions import MAX_LENGTH, LengthDistribution, length_distribution
 from servesim.workload.prompts import PromptModel, Prompts, SharedPrefixPrompts
 from servesim.workload.sources import ClosedLoopSource, ListSource, OpenLoopSource
 from servesim.workload.traces import read_trace
@@ -50,6 +50,10 @@ __all__ = [
     "preset",
     "workload_from_flags",
 ]
+
+
+# Most closed-loop clients a workload may have (each is a live request slot; vLLM engines run ~10^3).
+MAX_CLIENTS = 1_000_000
 
 
 class _Strict(BaseModel):
@@ -126,7 +130,7 @@ class ArrivalSpec(_Strict):
 
     process: ArrivalName
     rate: float | None = Field(None, gt=0)
-    concurrency: int | None = Field(None, ge=1)
+    concurrency: int | None = Field(None, ge=1, le=MAX_CLIENTS)
     cv: float | None = Field(None, gt=0)
     think_time_s: float | None = Field(None, ge=0)
     stages: tuple[StageSpec, ...] | None = Field(None, min_length=1)
@@ -168,13 +172,13 @@ class ArrivalSpec(_Strict):
 class SharedPrefixSpec(_Strict):
     """inference-perf shared_prefix (its key names are accepted too): groups × users, constant lengths."""
 
-    num_groups: int = Field(ge=1, validation_alias=AliasChoices("num_groups", "num_unique_system_prompts"))
+    num_groups: int = Field(ge=1, le=MAX_LENGTH, validation_alias=AliasChoices("num_groups", "num_unique_system_prompts"))
     users_per_group: int = Field(
-        ge=1, validation_alias=AliasChoices("users_per_group", "num_users_per_system_prompt", "num_prompts_per_group")
+        ge=1, le=MAX_LENGTH, validation_alias=AliasChoices("users_per_group", "num_users_per_system_prompt", "num_prompts_per_group")
     )
-    system_prompt_len: int = Field(ge=1)
-    question_len: int = Field(ge=1)
-    output_len: int = Field(ge=1)
+    system_prompt_len: int = Field(ge=1, le=MAX_LENGTH)
+    question_len: int = Field(ge=1, le=MAX_LENGTH)
+    output_len: int = Field(ge=1, le=MAX_LENGTH)
 
 
 class TraceSpec(_Strict):
@@ -184,7 +188,7 @@ class TraceSpec(_Strict):
     format: Literal["auto", "csv", "jsonl", "inference_perf"] = "auto"
     sort: bool = False  # False: an unsorted trace is refused, naming the row
     errors: Literal["skip", "impute", "raise"] = "skip"  # inference-perf rows with has_error
-    stage_durations_s: tuple[float, ...] | None = None  # tag requests with inference-perf load stages
+    stage_durations_s: tuple[Annotated[float, Field(gt=0)], ...] | None = Field(None, min_length=1)  # tag requests with load stages
 
     @model_validator(mode="before")
     @classmethod
@@ -202,7 +206,7 @@ class WorkloadSpec(_Strict):
 
     input_tokens: LengthSpec | None = None  # prompt tokens AFTER any prefix_tokens
     output_tokens: LengthSpec | None = None
-    prefix_tokens: int = Field(0, ge=0)  # input = prefix_tokens + input_tokens draw (GuideLLM convention)
+    prefix_tokens: int = Field(0, ge=0, le=MAX_LENGTH)  # input = prefix_tokens + input_tokens draw (GuideLLM convention)
     shared_prefix: SharedPrefixSpec | None = None
     arrival: ArrivalSpec | None = None
     num_requests: int | None = Field(None, ge=1)
@@ -257,13 +261,19 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     return [name for name, f in model.model_fields.items() if not name.startswith("_")]
 
 
+def _key_text(part: Any) -> str:
+    """A key of the YAML path as typed, or its repr when it holds spaces, dots or control characters."""
+    text = str(part)
+    return text if text.isprintable() and text.strip() == text and "." not in text and text else repr(text)
+
+
 def _one_line(exc: ValidationError, where: str) -> WorkloadError:
     """pydantic's first error as a one-line WorkloadError naming where, the key path and the value."""
     errors = exc.errors()
     # An unknown key is the likeliest root cause (a misspelt `rate` also makes `arrival` incomplete).
     err = next((e for e in errors if e.get("type") == "extra_forbidden"), errors[0])
     loc = tuple(err.get("loc", ()))
-    path = ".".join(str(p) for p in loc) or "workload"
+    path = ".".join(_key_text(p) for p in loc) or "workload"
     if err.get("type") == "extra_forbidden":
         allowed = ", ".join(_allowed_keys(loc))
         return WorkloadError(f"{where}: {path}: unknown key (allowed: {allowed})")
