@@ -411,7 +411,8 @@ def main() -> None:
           f"{time.monotonic() - started:.0f} s")
     for (target, exc, where), info in sorted(findings.bugs.items()):
         print(f"\n[{target}] {exc} at {where} (x{info['count']}): {info['message']}")
-        print("  input: " + repr(info["input"][:400]))
+        text = info["input"]
+        print("  input: " + (repr(text) if len(text) <= 500 else repr(text[:250]) + " ... " + repr(text[-250:])))
     if args.report:
         args.report.write_text(json.dumps([{"target": k[0], "exception": k[1], "where": k[2], **v} for k, v in findings.bugs.items()], indent=2))
 

@@ -17,7 +17,15 @@ app = typer.Typer(
 )
 
 
+_registered = False
+
+
 def _register() -> None:
+    # Once per process: main() may be called many times (tests, notebooks) and typer keeps every registration.
+    global _registered
+    if _registered:
+        return
+    _registered = True
     from servesim.cli import models, step
 
     models.register(app)

@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
         """Fit θ (and the front-end latency) on real runs; with --cv, report held-out errors per model."""
         from servesim.latency.calibration import Calibration, save_calibration
         from servesim.validation import load_experiment, load_suite
-        from servesim.validation.calibrate import INITIAL, fit, units_of
+        from servesim.validation.calibrate import INITIAL, fit, select_start, units_of
         from servesim.validation.crossval import cv_report, leave_one_model_out, window_units
         from servesim.validation.runner import ValidationReport, ModelChoice, validate  # noqa: F401
 
@@ -50,8 +50,10 @@ def register(app: typer.Typer) -> None:
         if sat:
             err.print(f"leaving out saturated runs: {', '.join(sorted(sat))}")
         units = units_of(experiments, exclude_saturated=sat)
-        start = Calibration({k: INITIAL[k] for k in INITIAL if k not in ("frontend", "frontend_per_token")},
-                            INITIAL["frontend"], INITIAL["frontend_per_token"], layers_over_tp=layers_over_tp, name="initial")
+        start = None
+        if layers_over_tp:
+            start = Calibration({k: INITIAL[k] for k in INITIAL if k not in ("frontend", "frontend_per_token")},
+                                INITIAL["frontend"], INITIAL["frontend_per_token"], layers_over_tp=True, name="initial")
         doc: dict = {"fitted_on": sorted({f"{e.name}/{r.name}" for e, r in units}), "left_out_saturated": sorted(sat)}
         if cv == "leave-one-model-out":
             with err.status("leave-one-model-out folds") as status:
@@ -62,8 +64,18 @@ def register(app: typer.Typer) -> None:
             doc["cv"] = {"mape": rep.mape(), "rows": [r.as_dict() for r in rep.rows],
                          "folds": {f.held_out: f.fit.calibration.to_dict() for f in folds}}
         with err.status("fitting on all runs"):
-            result = fit(window_units(units, window), iterations=iterations, start=start, name="all-public-data")
-        cal = result.calibration
+            fit_units = window_units(units, window)
+            result = fit(fit_units, iterations=iterations, start=start, name="all-public-data")
+            cal = result.calibration
+            if cv == "leave-one-model-out":
+                # The fixed point depends on the start (step times change the schedule): restart from the best of
+                # the folds' calibrations and the plain fit, judged on all runs, and keep the better end point.
+                from dataclasses import replace as _replace
+
+                candidates = [cal] + [_replace(f.fit.calibration, name="all-public-data") for f in folds]
+                best, _ = select_start(fit_units, candidates)
+                if best is not cal:
+                    cal = fit(fit_units, iterations=max(2, iterations // 2), start=best, name="all-public-data").calibration
         notes = {"method": "fixed-point bounded linear least squares on run means (servesim/validation/calibrate.py)",
                  "fit_window_s": window, "iterations": iterations}
         if "cv" in doc:

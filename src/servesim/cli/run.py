@@ -65,6 +65,8 @@ def register(app: typer.Typer) -> None:
         from servesim.simulation import simulate
         from servesim.workload import load_workload_yaml, preset, workload_from_flags
 
+        if calibration is not None and latency_model != "calibrated":
+            raise ServesimError(f"--calibration {calibration}: only used with --latency-model calibrated (got --latency-model {latency_model})")
         base: Any = "chat"
         if workload is not None:
             base = load_workload_yaml(workload) if Path(workload).suffix in (".yaml", ".yml") or Path(workload).is_file() else preset(workload)

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from servesim.cli.common import make_console
+from servesim.errors import ConfigError, ServesimError
 
 
 def register(app: typer.Typer) -> None:
@@ -30,6 +31,9 @@ def register(app: typer.Typer) -> None:
 
         spec = load_sweep(spec_path)
         out = output if output is not None else spec_path.with_name(spec_path.stem + ".results.jsonl")
+        if not out.resolve().parent.is_dir():
+            raise ConfigError(f"--output {out}: folder {out.parent} does not exist")
+        check_points(spec)
         console = make_console(stderr=True)
         started = time.perf_counter()
         with _Bar(console, len(spec.points())) as bar:
@@ -46,6 +50,50 @@ def register(app: typer.Typer) -> None:
                 typer.echo(json.dumps(r))
             return
         _render(rows, spec, out, wall, bar.ran, plot)
+
+
+def check_points(spec) -> None:  # type: ignore[no-untyped-def]
+    """Refuse a sweep before any point runs when a point names an unknown model, GPU, latency model, overhead or
+    calibration file, or a TP degree the model's heads do not divide (typos would otherwise become error rows).
+    Whether a model fits in memory is a result of the point, not checked here."""
+    from servesim.config import load_hardware, load_model
+    from servesim.latency import LATENCY_MODELS, make_overhead
+    from servesim.simulation import DEFAULT_LATENCY_MODEL, DEFAULT_OVERHEAD
+    from servesim.sweep.runner import expand
+
+    seen: set[str] = set()
+    for point in expand(spec):  # workload and engine values, checked by the runner
+        kw = point.kwargs
+        key = repr(sorted((k, repr(kw.get(k))) for k in ("model", "hardware", "hardware_config", "tp", "latency_model", "overhead", "calibration")))
+        if key in seen:
+            continue
+        seen.add(key)
+        where = f"sweep point {point.index} ({', '.join(f'{k}={v}' for k, v in point.params.items())})"
+        try:
+            model = kw.get("model", "llama-2-7b-hf")
+            spec_m = model if not isinstance(model, (str, Path)) else load_model(model)
+            hardware = kw.get("hardware", "H100")
+            if isinstance(hardware, (str, Path)):
+                load_hardware(str(hardware), kw.get("hardware_config"))
+            tp = kw.get("tp", 1)
+            if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
+                raise ConfigError(f"tp={tp!r}: must be an integer >= 1")
+            spec_m.check_tp(tp)
+            lm = kw.get("latency_model", DEFAULT_LATENCY_MODEL)
+            if isinstance(lm, str) and lm != "calibrated" and lm not in LATENCY_MODELS:
+                raise ConfigError(f"latency_model={lm!r}: unknown model (allowed: calibrated, {', '.join(LATENCY_MODELS)})")
+            overhead = kw.get("overhead", DEFAULT_OVERHEAD)
+            if not isinstance(overhead, str):
+                raise ConfigError(f"overhead={overhead!r}: must be a string such as none, fixed or per-layer")
+            make_overhead(overhead, num_layers=spec_m.num_layers, tp=tp)
+            if lm == "calibrated" or kw.get("calibration") is not None:
+                from servesim.latency.calibration import Calibration, load_calibration
+
+                cal = kw.get("calibration")
+                if not isinstance(cal, Calibration):
+                    load_calibration(cal)
+        except ServesimError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
 
 
 class _Bar:

@@ -71,7 +71,7 @@ def _from_servesim(name: str, body: dict[str, Any], where: str) -> Hardware:
     known = {f for f in Hardware.__dataclass_fields__} | {"aliases", "usable_memory_gib", "memory_gib"}
     unknown = sorted(set(body) - known)
     if unknown:
-        raise ConfigError(f"{where}: unknown field '{unknown[0]}' (allowed: {', '.join(sorted(known - {'name'}))})")
+        raise ConfigError(f"{where}: unknown field {_name(unknown[0])} (allowed: {', '.join(sorted(known - {'name'}))})")
     fields = {k: body[k] for k in body if k in Hardware.__dataclass_fields__}
     if "usable_memory_gib" in body:
         fields["usable_memory_bytes"] = _num(body, "usable_memory_gib", where) * GIB
@@ -89,6 +89,12 @@ def _from_servesim(name: str, body: dict[str, Any], where: str) -> Hardware:
     if "bw_efficiency" in fields and not 0 < fields["bw_efficiency"] <= 1:
         raise ConfigError(f"{where}: field 'bw_efficiency'={fields['bw_efficiency']} must be in (0, 1]")
     return Hardware(name=str(fields.pop("name", name)), **fields)
+
+
+def _name(text: object) -> str:
+    """A key or name for a one-line message: quoted as typed, or repr() when it holds control characters."""
+    t = str(text)
+    return f"'{t}'" if t.isprintable() else repr(t)
 
 
 def _num(body: dict[str, Any], key: str, where: str, allow_zero: bool = False) -> float:
@@ -114,7 +120,7 @@ BLIS_FIELDS = {
 def _from_blis(name: str, body: dict[str, Any], where: str, base: Hardware | None) -> Hardware:
     unknown = sorted(k for k in body if k not in BLIS_FIELDS and not k.startswith("_"))
     if unknown:
-        raise ConfigError(f"{where}: unknown field '{unknown[0]}' (BLIS layout allows {', '.join(BLIS_FIELDS)})")
+        raise ConfigError(f"{where}: unknown field {_name(unknown[0])} (BLIS layout allows {', '.join(BLIS_FIELDS)})")
     fields: dict[str, Any] = {}
     for key, target in BLIS_FIELDS.items():
         if key in body:
@@ -187,15 +193,15 @@ def load_hardware(name: str | None = "H100", config_file: str | Path | None = No
         else:
             wanted = next(iter(entries)) if len(entries) == 1 else None
     if wanted is None or wanted not in entries:
-        raise ConfigError(f"{where}: no entry for GPU '{name}' (entries: {', '.join(entries)})")
+        raise ConfigError(f"{where}: no entry for GPU {_name(name)} (entries: {', '.join(_name(e) for e in entries)})")
     body = entries[wanted]
     if not isinstance(body, dict):
-        raise ConfigError(f"{where}: entry '{wanted}' must be a JSON object")
+        raise ConfigError(f"{where}: entry {_name(wanted)} must be a JSON object")
     if any(k in body for k in BLIS_FIELDS):
         base = None
         try:
             base = get_preset(wanted)
         except ConfigError:
             pass
-        return _from_blis(wanted, body, f"{where}[{wanted}]", base)
-    return _from_servesim(wanted, body, f"{where}[{wanted}]")
+        return _from_blis(wanted, body, f"{where}[{wanted if str(wanted).isprintable() else repr(wanted)}]", base)
+    return _from_servesim(wanted, body, f"{where}[{wanted if str(wanted).isprintable() else repr(wanted)}]")

@@ -6,10 +6,11 @@ request's shared prefix, else (request uid, i). Equal keys <=> equal chained has
 
 Speed (docs/PERFORMANCE.md): the free queue is a list with a head index, so popping n blocks is one
 slice and freeing a request is one extend; only blocks that carry a key (or are shared) are handled one
-by one. With `defer_private=True` (event skipping turns it on) a request's private blocks are registered
-in the prefix cache when it is preempted rather than when they fill: their keys are looked up only by the
-request itself after a preemption, so the later registration is unobservable (the argument is in
-`KVCacheManager.free_preempted`), and the blocks of a request that simply finishes are never registered.
+by one. With `defer_private=True` (event skipping turns it on) private blocks never enter the key map:
+their keys are looked up only by the request itself, only while it waits after a preemption, so a
+preempted request's registered private blocks are remembered as one *parked run* of free-queue positions
+(`KVCacheManager.free_preempted` has the argument), and the blocks of a request that finishes are freed
+as plain blocks. Same hits, same evictions, same LRU order as registering every block.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class BlockPool:
     """
 
     __slots__ = ("num_blocks", "enable_caching", "ref_cnt", "block_key", "cached", "_dups",
-                 "nfree", "_q", "_h", "_base", "_ntomb", "_pos", "_kpos", "free")
+                 "nfree", "_q", "_h", "_base", "_ntomb", "_pos", "_kpos", "free", "shared_refs_only")
 
     def __init__(self, num_blocks: int, enable_caching: bool) -> None:
         if num_blocks < 2:
@@ -78,6 +79,9 @@ class BlockPool:
         self._kpos: deque[int] = deque()  # absolute positions of keyed entries, ascending (may be stale)
         self.nfree = num_blocks - 1
         self.free = FreeQueue(self)
+        # True under KVCacheManager.defer_private: ref_cnt is kept only for blocks registered under a
+        # shared-prefix key (the only ones that more than one request can hold, and whose counts are read).
+        self.shared_refs_only = False
         # vLLM cached_block_hash_to_block: a key may map to several blocks (no de-duplication);
         # lookups return the first inserted, so we keep the first in `cached` and later ones in `_dups`.
         self.cached: dict[BlockKey, int] = {}
@@ -117,9 +121,10 @@ class BlockPool:
         if kp and kp[0] < self._base + end:
             # vLLM _maybe_evict_cached_block: a reused block's key is dropped only now (lazy eviction).
             self._evict_popped(self._base + end)
-        ref = self.ref_cnt
-        for b in out:
-            ref[b] = 1
+        if not self.shared_refs_only:
+            ref = self.ref_cnt
+            for b in out:
+                ref[b] = 1
         if end >= _COMPACT_AT and end + end > len(q):
             del q[:end]
             self._base += end
@@ -173,6 +178,18 @@ class BlockPool:
                 self._remove(b)
             ref[b] += 1
 
+    def take_run(self, pos: int, blocks: list[int]) -> None:
+        """Take idle blocks out of the queue: those at positions pos.. pos + len(blocks) - 1 (any order)."""
+        i = pos - self._base
+        n = len(blocks)
+        self._q[i : i + n] = [-1] * n
+        self._ntomb += n
+        self.nfree -= n
+        if not self.shared_refs_only:
+            ref = self.ref_cnt
+            for b in blocks:
+                ref[b] = 1
+
     def free_blocks(self, ordered: Iterable[int]) -> None:
         """Drop one reference per block; blocks reaching zero join the queue tail in the given order."""
         ref = self.ref_cnt
@@ -184,9 +201,10 @@ class BlockPool:
     def free_unkeyed(self, ordered: list[int]) -> None:
         """free_blocks() for blocks known to carry no key and one reference each (a request's own
         unregistered blocks): one extend."""
-        ref = self.ref_cnt
-        for b in ordered:
-            ref[b] = 0
+        if not self.shared_refs_only:
+            ref = self.ref_cnt
+            for b in ordered:
+                ref[b] = 0
         self._q.extend(ordered)
         self.nfree += len(ordered)
 
@@ -242,8 +260,14 @@ class KVCacheManager:
         self.block_size = block_size
         self.enable_caching = enable_caching
         self.stats = PrefixCacheStats()
-        # Register private (uid-keyed) blocks at preemption instead of when full (see free_preempted).
+        # Keep private (uid-keyed) blocks out of the key map: parked runs instead (see free_preempted).
         self.defer_private = False
+
+    def defer(self) -> None:
+        """Switch to deferred private blocks (event skipping does, before the first request): parked runs
+        instead of private keys, and reference counts only for shared-prefix blocks."""
+        self.defer_private = True
+        self.pool.shared_refs_only = True
 
     def key(self, req, i: int) -> BlockKey:
         """Content key of block i of req: shared within its prefix group, else unique to the request."""
@@ -257,7 +281,31 @@ class KVCacheManager:
         # recomputed for its logits), and only whole blocks hit: floor((num_tokens - 1) / block_size).
         max_blocks = (req.num_tokens - 1) // self.block_size
         hits: list[int] = []
-        if req.n_shared_blocks or req.num_preemptions:  # otherwise every key is new: skip the walk
+        if self.defer_private:
+            req.phits = 0
+            n_sh = req.n_shared_blocks
+            if n_sh:
+                cached, group = self.pool.cached, req.group
+                for i in range(n_sh if n_sh < max_blocks else max_blocks):
+                    b = cached.get((group, i))
+                    if b is None:
+                        break
+                    hits.append(b)
+            parked = req.parked
+            if parked is not None and len(hits) == n_sh < max_blocks:
+                # The parked run's blocks n_sh.. sit at positions a + k - 1 down to a; the head of the
+                # queue has evicted those below it, the highest block numbers first.
+                pool = self.pool
+                a, k = parked
+                head = pool._base + pool._h
+                alive = a + k - (head if head > a else a)
+                if alive > max_blocks - n_sh:
+                    alive = max_blocks - n_sh  # cannot happen (registered blocks <= max_blocks); kept exact
+                if alive > 0:
+                    i = a + k - pool._base
+                    hits += pool._q[i - alive : i][::-1]
+                    req.phits = alive
+        elif req.n_shared_blocks or req.num_preemptions:  # otherwise every key is new: skip the walk
             cached = self.pool.cached
             n_sh, group, uid = req.n_shared_blocks, req.group, req.uid
             for i in range(max_blocks):
@@ -290,13 +338,22 @@ class KVCacheManager:
         if hit_blocks:
             # vLLM get_num_blocks_to_allocate: hit blocks sitting idle in the free queue count as allocations.
             ref = pool.ref_cnt
-            need += sum(1 for b in hit_blocks if ref[b] == 0)
+            hp = req.phits if self.defer_private else 0  # hits from the parked run: all idle
+            shared = hit_blocks[: len(hit_blocks) - hp] if hp else hit_blocks
+            need += list(map(ref.__getitem__, shared)).count(0) + hp
         if need > pool.nfree:
             return False
         if hit_blocks:
-            pool.touch(hit_blocks)
+            if hp:
+                pool.touch(shared)
+                a, k = req.parked
+                pool.take_run(a + k - hp, hit_blocks[len(hit_blocks) - hp :])
+            else:
+                pool.touch(hit_blocks)
             blocks.extend(hit_blocks)
             req.num_cached_blocks = len(hit_blocks)
+        if self.defer_private:
+            req.parked = None  # admitted: the parked run is used up (hit, or evicted below the hits)
         if num_new_blocks > 0:
             blocks.extend(pool.get_new_blocks(num_new_blocks))
         if self.enable_caching:
@@ -341,10 +398,17 @@ class KVCacheManager:
             keys[b] = key
             if cached.setdefault(key, b) != b:
                 pool._dups.setdefault(key, []).append(b)
+        if pool.shared_refs_only:  # a block gets a tracked count once it is registered (held by req alone)
+            ref = pool.ref_cnt
+            for i in range(req.num_cached_blocks, n_full):
+                ref[blocks[i]] = 1
         req.num_cached_blocks = n_full
 
     def free(self, req) -> None:
         """Release all of req's blocks, tail first (vLLM frees in reverse so tail blocks are evicted first)."""
+        if self.defer_private:
+            self._free_deferred(req, False)
+            return
         blocks = req.blocks
         if blocks:
             nc = req.num_cached_blocks
@@ -361,17 +425,52 @@ class KVCacheManager:
         req.num_cached_blocks = 0
 
     def free_preempted(self, req) -> None:
-        """Free a preempted request, first registering the blocks vLLM would have registered by now.
+        """Free a preempted request, with the blocks vLLM would have registered by now registered.
 
         vLLM registers a block when it is allocated for the tokens that fill it, so by the time a request
         is preempted its first num_computed // block_size blocks are registered (num_computed <= num_tokens).
-        Deferring the private ones to here is unobservable: (uid, i) keys are looked up only by this request,
-        only while it waits after a preemption (and never before its first one: get_computed_blocks skips
-        the walk); the blocks are held until now, so no eviction could touch them; and registrations of one
-        key by successive runs of the request keep their order, so duplicates resolve the same way.
+
+        With defer_private, the private ones among them (block numbers n_shared_blocks.. num_cached - 1) go
+        to the queue tail as one *parked run* instead of into the key map. Why that is exact: (uid, i) keys
+        are looked up only by this request, only while it waits after a preemption (never before its first:
+        get_computed_blocks skips the walk), so nothing else can observe them; the run is freed in reverse,
+        so block i sits at position a + k - 1 - (i - n_shared_blocks), and since the head pops positions in
+        order, the blocks still cached are exactly the run's positions at or after the head: a prefix of the
+        block numbers, which is what the key walk finds (it stops at the first evicted key). Only this
+        request can take blocks out of the run's middle (its own hits), and its next admission either hits
+        the surviving prefix or finds it evicted, so the run is used up then; the same argument shows the
+        key map would never have held two blocks for one private key, so no duplicate order is lost.
         """
+        if self.defer_private:
+            if self.enable_caching:
+                n_full = req.num_computed // self.block_size
+                if n_full > req.num_cached_blocks:
+                    req.num_cached_blocks = n_full
+            self._free_deferred(req, True)
+            return
         if self.enable_caching:
             n_full = req.num_computed // self.block_size
             if n_full > req.num_cached_blocks:
                 self.cache_full_blocks(req, n_full)
         self.free(req)
+
+    def _free_deferred(self, req, park: bool) -> None:
+        """free() under defer_private: private blocks in one extend (a parked run when preempted), then the
+        registered shared-prefix blocks one by one (they may be shared, and keep their keys)."""
+        blocks = req.blocks
+        req.parked = None
+        if blocks:
+            nc = req.num_cached_blocks
+            n_sh = req.n_shared_blocks
+            n_g = nc if nc < n_sh else n_sh  # registered shared-prefix blocks
+            pool = self.pool
+            start = pool._base + len(pool._q)
+            if n_g:
+                pool.free_unkeyed(blocks[n_g:][::-1])
+                pool.free_blocks(blocks[n_g - 1 :: -1])
+            else:
+                pool.free_unkeyed(blocks[::-1])
+            if park and nc > n_g:
+                req.parked = (start + len(blocks) - nc, nc - n_g)  # (position of block nc - 1, length)
+            req.blocks = []
+        req.num_cached_blocks = 0

@@ -19,6 +19,8 @@ class EngineRequest:
         "blocks", "num_cached_blocks", "group", "n_shared_blocks", "num_preemptions",
         # Event-skipping bookkeeping (engine/skipping.py): position in running order and lazy decode offsets.
         "rank", "lazy", "off", "ooff", "g0", "sfin", "evs",
+        # KV bookkeeping under KVCacheManager.defer_private: parked run (position, length) and its hits.
+        "parked", "phits",
     )
 
     def __init__(self, spec: RequestSpec, rec: RequestRecord, block_size: int, uid: int | None = None) -> None:
@@ -42,6 +44,8 @@ class EngineRequest:
         self.lazy = False
         self.off = self.ooff = self.g0 = self.sfin = 0
         self.evs = -1  # step of the pending lazy KV event, -1 when none
+        self.parked: tuple[int, int] | None = None
+        self.phits = 0
 
 
 @dataclass(slots=True)

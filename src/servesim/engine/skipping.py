@@ -36,12 +36,16 @@ prefilling requests in rank order as the exact path does, preempting from the ta
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left
 from operator import attrgetter
+
+import numpy as np
 
 from servesim.engine.scheduler import EngineRequest, Scheduler, SchedulerOutput
 
 _rank = attrgetter("rank")
+_frombuffer, _int64 = np.frombuffer, np.int64
 
 
 class EventSkipper:
@@ -53,12 +57,12 @@ class EventSkipper:
         self.pool = sched.kv.pool
         self.bs = sched.block_size
         self.caching = sched.kv.enable_caching
-        self.kv.defer_private = True  # private blocks are registered at preemption (kv_cache.free_preempted)
+        self.kv.defer()  # private blocks: parked runs at preemption (kv_cache.KVCacheManager.free_preempted)
         self.tt = record_token_times
         # Lazy decoders in running (rank) order: ranks, requests, and offsets (ctx at step s = off + s).
         self.dranks: list[int] = []
         self.dreqs: list[EngineRequest] = []
-        self.doffs: list[int] = []
+        self.doffs = array("q")  # C int64s: the StepPlan's contexts come from one numpy add (off + s)
         self.events: dict[int, list[EngineRequest]] = {}  # step -> lazy requests with a KV event in it
         self.ordered: set[int] = set()  # steps whose events must run in rank order (shared-prefix caching)
         self.fins: dict[int, list[EngineRequest]] = {}  # step -> lazy requests finishing in it
@@ -158,7 +162,7 @@ class EventSkipper:
                 self._token_times(r, g)
             r.lazy = False
             r.evs = -1
-        self.dranks, self.dreqs, self.doffs = [], [], []
+        self.dranks, self.dreqs, self.doffs = [], [], array("q")
         self.events.clear()
         self.ordered.clear()
         self.fins.clear()
@@ -231,34 +235,22 @@ class EventSkipper:
                 p_ctx.append(ctx)
                 req.num_computed = total
             if ev:
-                nxt = s + bs
-                keep: list[EngineRequest] = []
-                for r, b in zip(ev, self.pool.get_new_blocks(len(ev))):
-                    r.blocks.append(b)
-                    if r.sfin >= nxt:
-                        r.evs = nxt
-                        keep.append(r)
-                    else:
-                        r.evs = -1
-                if keep:
-                    bucket = events.get(nxt)
-                    if bucket is None:
-                        events[nxt] = keep
-                    else:
-                        bucket.extend(keep)
+                self._take_blocks(ev, s)
         else:
             # Phase (a) in rank order, as Scheduler.schedule(): prefilling requests and lazy requests' KV
             # events merged, preempting from the tail when blocks run out.
+            slow = s in ordered
             ordered.discard(s)
             if ev and len(ev) > 1:
                 ev.sort(key=_rank)
             ie, ne = 0, len(ev) if ev else 0
             for k, req in enumerate(pre):
-                while ie < ne and ev[ie].rank < req.rank:  # type: ignore[index]
-                    r = ev[ie]  # type: ignore[index]
-                    ie += 1
-                    if r.lazy and not self._decode_event(r, s):
-                        break
+                j = ie
+                while j < ne and ev[j].rank < req.rank:  # type: ignore[index]
+                    j += 1
+                if j > ie:
+                    self._events_in_order(ev, ie, j, s, slow)  # type: ignore[arg-type]
+                    ie = j
                 if self._preempted and req.rank >= self._cut:
                     break  # preempted from the tail earlier in this step
                 n = ns[k]
@@ -276,12 +268,10 @@ class EventSkipper:
                 p_ctx.append(ctx)
                 req.num_computed = total
             else:
-                while ie < ne:
-                    r = ev[ie]  # type: ignore[index]
-                    ie += 1
-                    if r.lazy and not self._decode_event(r, s):
-                        break
-        d_ctx = tuple(map(s.__add__, self.doffs))
+                if ie < ne:
+                    self._events_in_order(ev, ie, ne, s, slow)  # type: ignore[arg-type]
+        doffs = self.doffs
+        d_ctx = tuple((_frombuffer(doffs, _int64) + s).tolist()) if doffs else ()
 
         # Phase (b): WAITING requests, exactly as Scheduler.schedule(), only if nothing was preempted.
         budget = sched.max_num_batched_tokens - tokens
@@ -341,6 +331,48 @@ class EventSkipper:
                 return False
             if self.kv.allocate_slots(req, n):
                 return True
+
+    def _take_blocks(self, rs: list[EngineRequest], s: int) -> None:
+        """Decode events of lazy requests rs in step s that cannot fail (enough free blocks, no shared-prefix
+        registration): one block each, in one slice; their next event is block_size steps later."""
+        nxt = s + self.bs
+        keep: list[EngineRequest] = []
+        for r, b in zip(rs, self.pool.get_new_blocks(len(rs))):
+            r.blocks.append(b)
+            if r.sfin >= nxt:
+                r.evs = nxt
+                keep.append(r)
+            else:
+                r.evs = -1
+        if keep:
+            bucket = self.events.get(nxt)
+            if bucket is None:
+                self.events[nxt] = keep
+            else:
+                bucket.extend(keep)
+
+    def _events_in_order(self, ev: list[EngineRequest], i: int, j: int, s: int, slow: bool) -> bool:
+        """Decode events ev[i:j] (rank order) of step s, as the exact phase (a) runs them: while blocks last,
+        a run of them at once; at a shortfall one at a time, preempting from the tail. False when phase (a)
+        ends (a request preempted itself)."""
+        while i < j:
+            r = ev[i]
+            if not r.lazy:  # preempted earlier in this step (victims leave from the tail: the rest are too)
+                return True
+            k = self.pool.nfree
+            if k and not slow:
+                if k > j - i:
+                    k = j - i
+                run = ev[i : i + k]
+                if not run[-1].lazy:
+                    run = [x for x in run if x.lazy]
+                self._take_blocks(run, s)
+                i += len(run)
+                continue
+            if not self._decode_event(r, s):
+                return False
+            i += 1
+        return True
 
     def _decode_event(self, r: EngineRequest, s: int) -> bool:
         """Lazy request r's KV event in step s: the same allocation / caching as the exact phase (a).

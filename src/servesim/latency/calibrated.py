@@ -63,6 +63,9 @@ def padded_batch(n: int) -> int:
     return CUDA_GRAPH_SIZES[i] if i < len(CUDA_GRAPH_SIZES) else n
 
 
+_PADDED = tuple(padded_batch(n) for n in range(CUDA_GRAPH_SIZES[-1] + 1))  # padded_batch, tabulated
+
+
 @dataclass
 class StepFeatures:
     """Computes φ(plan) for one model on one GPU at one TP degree."""
@@ -73,6 +76,7 @@ class StepFeatures:
     layers_over_tp: bool = False  # the `layers` feature as L / TP (the seed's form) instead of L
     pad_cuda_graphs: bool = True
     _gemm_cache: dict[int, tuple[float, float]] = field(default_factory=dict, repr=False)
+    _prefill_eff: dict[int, float] = field(default_factory=dict, repr=False)  # sequence length -> efficiency
 
     def __post_init__(self) -> None:
         self.model.check_tp(self.tp)
@@ -122,20 +126,30 @@ class StepFeatures:
 
     def __call__(self, plan: StepPlan) -> list[float]:
         """φ(plan) in FEATURES order."""
-        m = self.model
-        new, prior, ctx = plan.prefill_new, plan.prefill_ctx, plan.decode_ctx
+        # Called once per engine step: memo lookups and precomputed constants, same arithmetic (bit-identical).
+        new, ctx = plan.prefill_new, plan.decode_ctx
         d = len(ctx)
         seqs = len(new) + d
         if seqs == 0:
             return [0.0] * len(FEATURES)
         tokens = sum(new) + d
-        m_gemm = padded_batch(d) if (self.pad_cuda_graphs and not new) else tokens
-        g_mem, g_comp = self.gemm(m_gemm, seqs)
+        if new or not self.pad_cuda_graphs:
+            m_gemm = tokens
+        else:
+            m_gemm = _PADDED[d] if d < len(_PADDED) else padded_batch(d)
+        hit = self._gemm_cache.get(m_gemm * 4096 + seqs)
+        g_mem, g_comp = hit if hit is not None else self.gemm(m_gemm, seqs)
         pre = 0.0
-        for n, p in zip(new, prior):
-            f = 4.0 * self._heads * m.head_dim * (n * p + n * (n + 1) / 2.0) * m.num_layers
-            eff = self.tables.prefill.efficiency(p + n, m.num_heads, m.num_kv_heads, m.head_dim, exact=True)
-            pre += max(f / (self.attn_peak * eff), self.kv_token * (p + n) / self.bw)
+        if new:
+            m = self.model
+            c0, layers, ap, kv, bw = 4.0 * self._heads * m.head_dim, m.num_layers, self.attn_peak, self.kv_token, self.bw
+            effs = self._prefill_eff
+            for n, p in zip(new, plan.prefill_ctx):
+                f = c0 * (n * p + n * (n + 1) / 2.0) * layers
+                eff = effs.get(p + n)
+                if eff is None:
+                    eff = effs[p + n] = self.tables.prefill.efficiency(p + n, m.num_heads, m.num_kv_heads, m.head_dim, exact=True)
+                pre += max(f / (ap * eff), kv * (p + n) / bw)
         dec = self.kv_token * (sum(ctx) + d) / self.bw if d else 0.0
         return [g_mem, g_comp, pre, dec, self._act_per_token * tokens, self._ar_per_token * tokens, self._ar_ops,
                 self.layers, 1.0, float(seqs), 1.0 if new else 0.0]

@@ -10,11 +10,16 @@ TP all-reduce, MoE experts, and per-kernel max(compute, memory) summed over the 
 from __future__ import annotations
 
 import math
+from array import array as _u64
+from bisect import bisect_left
 from dataclasses import dataclass, field
+from operator import itemgetter
+
+import numpy as np
 
 from servesim.config.hardware import Hardware
 from servesim.config.model import Gemm, ModelSpec
-from servesim.latency.kernels import GEMM_TABLE_PEAK_FLOPS, KernelTables, load_kernel_tables
+from servesim.latency.kernels import GEMM_TABLE_PEAK_FLOPS, DecodeAttentionTable, KernelTables, load_kernel_tables
 from servesim.latency.overhead import Overhead, make_overhead
 from servesim.latency.plan import Component, StepPlan, StepTime
 
@@ -39,6 +44,75 @@ def _classify(plan: StepPlan) -> str:
     if plan.prefill_new and plan.decode_ctx:
         return "mixed"
     return "prefill" if plan.prefill_new else ("decode" if plan.decode_ctx else "empty")
+
+
+ROW_BLOCK = 1024  # decode-term rows grow to the next multiple of this context length
+ROWS_MAX_ENTRIES = 4_000_000  # per model: all rows are dropped (and refilled on demand) beyond this
+
+
+def decode_efficiency_row(table: DecodeAttentionTable, batch: int, lo: int, hi: int, h: int, hkv: int, dh: int,
+                          tp: int, exact: bool) -> np.ndarray:
+    """table.efficiency(batch, c, ...) for c = lo .. hi - 1, vectorised with the same IEEE operations in the
+    same order (elementwise numpy float64), so every value has the same bits as the scalar lookup."""
+    bss, kvs, grid = table.grids[table.nearest_config(h, hkv, dh, tp)]
+    g = grid[exact]
+    b = min(max(batch, bss[0]), bss[-1])
+    i = min(max(bisect_left(bss, b), 1), len(bss) - 1)
+    b0, b1 = bss[i - 1], bss[i]
+    tb = (b - b0) / (b1 - b0)
+    kv_arr = np.asarray(kvs, dtype=np.float64)
+    k = np.minimum(np.maximum(np.arange(lo, hi, dtype=np.float64), kvs[0]), kvs[-1])
+    j = np.clip(np.searchsorted(kv_arr, k, side="left"), 1, len(kvs) - 1)
+    k0, k1 = kv_arr[j - 1], kv_arr[j]
+    tk = (k - k0) / (k1 - k0)
+    g0, g1 = np.asarray(g[i - 1], dtype=np.float64), np.asarray(g[i], dtype=np.float64)
+    top = g0[j - 1] * (1 - tk) + g0[j] * tk
+    bottom = g1[j - 1] * (1 - tk) + g1[j] * tk
+    return top * (1 - tb) + bottom * tb
+
+
+class _Rows:
+    """Per-request decode terms tabulated by context length, one row per key (a batch size, or a name):
+    rows[key][c]. A step reads its terms with one itemgetter and sums them with the builtin sum, which adds
+    the same values in the same order as the per-request Python loop it replaces (so the same bits)."""
+
+    __slots__ = ("fill", "rows", "entries")
+
+    def __init__(self, fill) -> None:  # type: ignore[no-untyped-def]
+        self.fill = fill  # (key, lo, hi) -> list of the terms for contexts lo .. hi - 1
+        self.rows: dict[object, list[float]] = {}
+        self.entries = 0
+
+    def terms(self, key: object, get, ctx: tuple[int, ...]) -> tuple[float, ...]:  # type: ignore[no-untyped-def]
+        row = self.rows.get(key)
+        if row is not None:
+            try:
+                return get(row)
+            except IndexError:  # a context beyond the row: grow it
+                pass
+        if row is None:
+            if self.entries > ROWS_MAX_ENTRIES:
+                self.rows.clear()
+                self.entries = 0
+            row = self.rows[key] = []
+        hi = (max(ctx) // ROW_BLOCK + 1) * ROW_BLOCK
+        lo = len(row)
+        row.extend(self.fill(key, lo, hi))
+        self.entries += hi - lo
+        return get(row)
+
+
+def _getter(ctx: tuple[int, ...]):  # type: ignore[no-untyped-def]
+    """An itemgetter of the contexts for the row tables, or None when they cannot serve them: a negative
+    or non-int context (the caller takes its scalar path). array('Q') checks both in C."""
+    try:
+        _u64("Q", ctx)
+    except (OverflowError, TypeError):
+        return None
+    if len(ctx) > 1:
+        return itemgetter(*ctx)
+    c = ctx[0]
+    return lambda row: (row[c],)  # itemgetter of one item returns the item, not a tuple
 
 
 @dataclass
@@ -67,6 +141,27 @@ class RooflineV2:
         self.kv_token = 2 * m.num_layers * m.num_kv_heads * m.head_dim * b
         self._gemm_cache: dict[int, tuple[float, float, float, float]] = {}
         self._mu_cache: dict[tuple[int, int], float] = {}
+        # step_time() fast path: constants of _decode/_prefill, factored exactly as those expressions group.
+        L, h = m.num_layers, m.hidden_size
+        self._per_token = 4.0 * m.num_heads * m.head_dim * L
+        self._attn_coef = 4.0 * m.num_heads * m.head_dim
+        self._dec_kv = V2_DECODE_KV_READ * self.kv_token
+        self._dec_act = V2_DECODE_ACT * L * h * b
+        self._pre_kv = V2_PREFILL_KV_READ * self.kv_token
+        self._pre_act = V2_PREFILL_ACT * L * h * b
+        self._rows = _Rows(self._fill_row)
+        self._prefill_mu: dict[int, float] = {}
+        self._bucket_of: dict[int, int] = {}
+
+    def _fill_row(self, key: object, lo: int, hi: int) -> list[float]:
+        """Row `key` of the decode terms for contexts lo .. hi - 1: batch D -> c * μ_dec(D, c) (the weighted
+        FLOPs term of _decode); "dyn" -> the KV/activation bytes term of _decode."""
+        c = np.arange(lo, hi, dtype=np.float64)
+        if key == "dyn":
+            return (self.kv_token + self._dec_kv * c + self._dec_act).tolist()
+        m = self.model
+        mu = decode_efficiency_row(self.tables.decode, key, lo, hi, m.num_heads, m.num_kv_heads, m.head_dim, self.tp, False)  # type: ignore[arg-type]
+        return (c * mu).tolist()
 
     # -- pieces ----------------------------------------------------------------------------------
     def gemms(self, m_tokens: int) -> tuple[float, float, float, float]:
@@ -168,8 +263,70 @@ class RooflineV2:
         return StepTime(seconds, tuple(comps), notes)
 
     def step_time(self, plan: StepPlan) -> float:
-        """Seconds for this step."""
-        return self.explain(plan).seconds
+        """Seconds for this step: explain(plan).seconds, computed without the breakdown (same bits)."""
+        new, ctx = plan.prefill_new, plan.decode_ctx
+        if new:
+            hw = self._prefill_s(new, plan.prefill_ctx)
+            if ctx:
+                d = self._decode_s(ctx)
+                if d > hw:
+                    hw = d
+        elif ctx:
+            hw = self._decode_s(ctx)
+        else:
+            return 0.0
+        ovh = self.overhead.for_step(bool(new), bool(ctx))
+        return round(1e6 * hw + 1e6 * ovh) * 1e-6
+
+    def _decode_s(self, ctx: tuple[int, ...]) -> float:
+        """_decode(ctx)[0]: the per-request terms come from row tables, summed in C in the same order."""
+        get = _getter(ctx)
+        if get is None:
+            return self._decode(ctx)[0]
+        D = len(ctx)
+        rows = self._rows
+        per_token = self._per_token
+        attn_flops = per_token * sum(ctx)
+        weighted = per_token * sum(rows.terms(D, get, ctx))
+        g_s = self.gemms(D)[0]
+        attn_s = attn_flops / (self.peak * (weighted / attn_flops) * self.tp) if attn_flops else 0.0
+        mem_bytes = (self.weights + sum(rows.terms("dyn", get, ctx))) / self.tp
+        compute_s, memory_s = g_s + attn_s, mem_bytes / self.bw
+        return memory_s if memory_s > compute_s else compute_s  # max(compute_s, memory_s)
+
+    def _prefill_s(self, new: tuple[int, ...], prior: tuple[int, ...]) -> float:
+        """_prefill(new, prior)[0], without the breakdown: the same terms added in the same order (the
+        builtin sum starts from 0 and adds left to right, as these loops do)."""
+        L = self.model.num_layers
+        coef, kv, pre_kv, pre_act = self._attn_coef, self.kv_token, self._pre_kv, self._pre_act
+        bucket_of = self._bucket_of
+        buckets: dict[int, list] = {}  # bucket -> [tokens, attention FLOPs], items in plan order
+        dyn = 0
+        for n, p in zip(new, prior):
+            beta = bucket_of.get(p + n)
+            if beta is None:
+                beta = bucket_of[p + n] = _bucket(p + n)
+            f = coef * n * (p + n) * L
+            acc = buckets.get(beta)
+            if acc is None:
+                buckets[beta] = [n, 0 + f]
+            else:
+                acc[0] += n
+                acc[1] += f
+            dyn += kv * n + pre_kv * p + pre_act * n
+        g_total_s = a_total_s = 0.0
+        denom = V2_CAUSAL_DIVISOR * self.peak
+        for beta in sorted(buckets) if len(buckets) > 1 else buckets:
+            tokens, f_att = buckets[beta]
+            mu = self._prefill_mu.get(beta)
+            if mu is None:
+                m = self.model
+                mu = self._prefill_mu[beta] = self.tables.prefill.efficiency(beta, m.num_heads, m.num_kv_heads, m.head_dim)
+            g_total_s += self.gemms(tokens)[0]
+            a_total_s += f_att / (denom * mu * self.tp)
+        mem_bytes = (self.weights + dyn) / self.tp
+        compute_s, memory_s = g_total_s + a_total_s, mem_bytes / self.bw
+        return memory_s if memory_s > compute_s else compute_s  # max(compute_s, memory_s)
 
 
 @dataclass
@@ -200,6 +357,11 @@ class RooflineCorrected:
             self.layer_sets.append((m.num_moe_layers, m.attention_gemms() + m.mlp_gemms(True)))
         self._gemm_cache: dict[int, tuple[float, float, float, float]] = {}
         self._eff_cache: dict[tuple[int, int], float] = {}
+        # step_time() fast path.
+        self._rows = _Rows(self._fill_row)
+        self._prefill_eff: dict[int, float] = {}
+        self._lm_s: dict[int, float] = {}
+        self._kv_integral = float(self.kv_token_gpu).is_integer()
 
     def _sharded(self, g: Gemm) -> tuple[int, int]:
         """Megatron TP: row-parallel layers (o, down) split K; the others split N."""
@@ -294,8 +456,63 @@ class RooflineCorrected:
         return StepTime(gpu + ovh, tuple(comps), {"step": _classify(plan), "gpu_s": gpu, "overhead_s": ovh})
 
     def step_time(self, plan: StepPlan) -> float:
-        """Seconds for this step."""
-        return self.explain(plan).seconds
+        """Seconds for this step: explain(plan).seconds, computed without the breakdown (same bits: the
+        same terms added in the same order; per-request decode terms from row tables, summed in C)."""
+        new, ctx = plan.prefill_new, plan.decode_ctx
+        D = len(ctx)
+        seqs = len(new) + D
+        if seqs == 0:
+            return 0.0
+        tokens = sum(new) + D
+        m, L, tp = self.model, self.model.num_layers, self.tp
+        gpu = self.gemms(tokens)[0]
+        if new:
+            heads = m.num_heads / tp
+            effs = self._prefill_eff
+            pc = pb = 0.0
+            for n, p in zip(new, plan.prefill_ctx):
+                f = 4.0 * heads * m.head_dim * (n * p + n * (n + 1) / 2.0) * L
+                eff = effs.get(p + n)
+                if eff is None:
+                    eff = effs[p + n] = self.tables.prefill.efficiency(p + n, m.num_heads, m.num_kv_heads, m.head_dim, exact=True)
+                pc, pb = pc + f / (self.attn_peak * eff), pb + self.kv_token_gpu * (p + n)
+            gpu += max(pc, pb / self.bw)
+        if D:
+            get = _getter(ctx)
+            if get is None:
+                return self.explain(plan).seconds
+            dc = sum(self._rows.terms(D, get, ctx))
+            kv = self.kv_token_gpu
+            db_int = kv * (sum(ctx) + D)
+            if self._kv_integral and db_int < 2**53:
+                db = float(db_int)  # every partial sum of the integer terms kv·(c + 1) is exact in a double
+            else:
+                db = 0.0 + sum(self._rows.terms("db", get, ctx))
+            gpu += max(dc, db / self.bw)
+        if self.include_lm_head:
+            lm = self._lm_s.get(seqs)
+            if lm is None:
+                k, n = m.hidden_size, max(1, m.vocab_size // tp)
+                eff = self.tables.gemm.efficiency(seqs, k, n, exact=True)
+                lc, lmem = 2.0 * seqs * k * n / (self.peak * eff), k * n * m.weight_bytes_per_param / self.bw
+                lm = self._lm_s[seqs] = max(lc, lmem)
+            gpu += lm
+        if self.include_tp_comm and tp > 1:
+            msg = tokens * m.hidden_size * 2.0
+            link = max(self.hardware.nvlink_gb_s or self.hardware.pcie_gb_s, 1e-9) * 1e9
+            gpu += 2 * L * (self.allreduce_latency_s + 2.0 * (tp - 1) / tp * msg / link)
+        return gpu + self.overhead.for_step(bool(new), bool(ctx))
+
+    def _fill_row(self, key: object, lo: int, hi: int) -> list[float]:
+        """Row `key` of the decode terms for contexts lo .. hi - 1: batch D -> attention compute seconds
+        f(c) / (peak · eff(D, c)); "db" -> KV bytes kv·(c + 1) (used only when kv is not integral)."""
+        m = self.model
+        c = np.arange(lo, hi, dtype=np.float64)
+        if key == "db":
+            return (self.kv_token_gpu * (c + 1)).tolist()
+        eff = decode_efficiency_row(self.tables.decode, key, lo, hi, m.num_heads, m.num_kv_heads, m.head_dim, self.tp, True)  # type: ignore[arg-type]
+        f = 4.0 * (m.num_heads / self.tp) * m.head_dim * c * m.num_layers
+        return (f / (self.attn_peak * eff)).tolist()
 
 
 LATENCY_MODELS = {"roofline-v2": RooflineV2, "roofline-v2-corrected": RooflineCorrected}
