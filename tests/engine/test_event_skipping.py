@@ -111,3 +111,64 @@ def test_blocks_filled_while_decoding_are_cached_and_hit_after_preemption():
     assert a.preemptions >= 1 and a.prefix_cache_preempted_hit_tokens > 16  # more than the prompt's one block
     assert _records(a) == _records(b)
     assert (a.prefix_cache_preempted_hit_tokens, a.steps, a.busy_s) == (b.prefix_cache_preempted_hit_tokens, b.steps, b.busy_s)
+
+
+def _drive_kv(defer: bool, seed: int, num_blocks: int, bs: int) -> list:
+    """Random admit / decode / preempt / finish sequence on one KVCacheManager; everything observable, logged."""
+    import random
+
+    from servesim.engine.kv_cache import KVCacheManager
+    from servesim.engine.request import RequestRecord
+    from servesim.engine.scheduler import EngineRequest
+
+    rng = random.Random(seed)
+    kv = KVCacheManager(num_blocks, bs, True)
+    if defer:
+        kv.defer()
+    waiting = [EngineRequest(spec(i, 0.0, rng.randint(1, 90), 60, rng.choice([None, None, "a", "b"]), rng.choice([16, 40, 64])),
+                             RequestRecord(i, 0.0, 1, 1), bs) for i in range(60)]
+    running: list = []
+    log: list = []
+    for _ in range(900):
+        op = rng.random()
+        if waiting and op < 0.3:
+            r = waiting[0]
+            hits, n = kv.get_computed_blocks(r)
+            ok = kv.allocate_slots(r, r.num_tokens - n, hits, n)
+            log.append(("admit", r.id, list(hits), n, ok))
+            if ok:
+                waiting.pop(0)
+                running.append(r)
+                r.num_computed = r.num_tokens
+                r.num_tokens += 1  # the step samples a token: as in the engine, num_computed == num_tokens - 1
+        elif running and op < 0.8:
+            r = rng.choice(running)
+            ok = kv.allocate_slots(r, 1)  # decode the last sampled token
+            log.append(("decode", r.id, ok))
+            if ok:
+                r.num_computed += 1
+                r.num_tokens += 1
+        elif running and op < 0.93:
+            r = running.pop()  # FCFS preemption takes the tail
+            kv.free_preempted(r)
+            r.num_computed = 0
+            r.num_preemptions += 1
+            waiting.insert(0, r)
+            log.append(("preempt", r.id))
+        elif running:
+            r = running.pop(rng.randrange(len(running)))
+            kv.free(r)
+            log.append(("finish", r.id))
+        log.append((kv.pool.num_free, list(kv.pool.free), dataclasses.astuple(kv.stats)))
+    return log
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_parked_runs_match_registering_every_block(seed):
+    # KVCacheManager.defer() (event skipping): private blocks parked at preemption, never in the key map.
+    # Same hits (block ids included), same free-queue order, same stats as eager registration.
+    for num_blocks, bs in ((40, 16), (90, 8), (200, 16)):
+        eager = _drive_kv(False, seed, num_blocks, bs)
+        deferred = _drive_kv(True, seed, num_blocks, bs)
+        assert deferred == eager
+        assert eager[-1][2][2] > 0 and eager[-1][2][5] > 0  # shared-prefix hits and hits after preemption

@@ -125,36 +125,57 @@ class Spy:
         if preempted and admitted:
             raise Violation("no_admission_after_preemption", step, admitted[0].id, f"{preempted} preempted, {len(admitted)} admitted")
         self.prev_running, self.prev_preemptions = now_running, sched.num_preemptions
-        # KV blocks.
+        # KV blocks. Representation-independent part first: the blocks running requests hold and the free
+        # queue partition the usable blocks; only shared-prefix blocks may be held by two requests.
         pool, kv, bs = sched.kv.pool, sched.kv, sched.block_size
-        ref = pool.ref_cnt
+        free = list(pool.free)
+        free_set = set(free)
+        if len(free) != len(free_set) or len(free) != pool.num_free or 0 in free_set:
+            raise Violation("kv_free_queue", step, first, f"{len(free)} entries, {len(free_set)} distinct, num_free {pool.num_free}")
         holders = [0] * pool.num_blocks
+        shared_block = [False] * pool.num_blocks
         for r in running:
-            for b in r.blocks:
+            for i, b in enumerate(r.blocks):
                 holders[b] += 1
+                if i < r.n_shared_blocks:
+                    shared_block[b] = True
+                if b in free_set:
+                    raise Violation("kv_held_block_not_free", step, r.id, f"block {b} is held and in the free queue")
             if len(r.blocks) * bs < min(r.num_computed, r.num_tokens) and not r.lazy:
                 raise Violation("kv_blocks_cover_computed", step, r.id, f"{len(r.blocks)} blocks < {r.num_computed} tokens")
             if len(r.blocks) > cdiv(r.num_prompt + r.max_tokens - 1, bs):
                 raise Violation("kv_blocks_bounded", step, r.id, f"{len(r.blocks)} blocks for {r.num_prompt}+{r.max_tokens} tokens")
-            # Prefix caching: a registered block holds exactly this request's content at that position.
-            for i in range(min(r.num_cached_blocks, len(r.blocks))):
-                key = pool.block_key[r.blocks[i]]
-                if key != kv.key(r, i):
-                    raise Violation("prefix_hit_identical_prefix", step, r.id, f"block {i} = #{r.blocks[i]} keyed {key!r}, expected {kv.key(r, i)!r}")
+            if len(set(r.blocks)) != len(r.blocks):
+                raise Violation("kv_block_table_distinct", step, r.id, f"{r.blocks}")
+        used = sum(1 for b in range(1, pool.num_blocks) if holders[b])
+        if used + pool.num_free != pool.num_usable:
+            raise Violation("kv_block_conservation", step, first, f"used {used} + free {pool.num_free} != {pool.num_usable}")
+        for b in range(1, pool.num_blocks):
+            if holders[b] > 1 and not shared_block[b]:
+                raise Violation("kv_private_block_shared", step, first, f"private block {b} held by {holders[b]} requests")
         for r in waiting:
             if r.blocks or r.num_computed:
                 raise Violation("waiting_holds_no_kv", step, r.id, f"{len(r.blocks)} blocks, {r.num_computed} computed")
-        used = 0
+        # Reference counts: all blocks, or only blocks registered under a (shared-prefix) key when the engine
+        # keeps just those (engine/kv_cache.py `shared_refs_only`, on under event skipping).
+        ref = pool.ref_cnt
+        shared_only = getattr(pool, "shared_refs_only", False)
         for b in range(1, pool.num_blocks):
             if ref[b] < 0:
                 raise Violation("kv_refcount_nonnegative", step, first, f"block {b}: {ref[b]}")
-            if ref[b] != holders[b]:
+            if (not shared_only or pool.block_key[b] is not None) and ref[b] != holders[b]:
                 raise Violation("kv_refcount_matches_holders", step, first, f"block {b}: ref {ref[b]}, held by {holders[b]}")
-            used += ref[b] > 0
-        if used + pool.num_free != pool.num_usable:
-            raise Violation("kv_block_conservation", step, first, f"used {used} + free {pool.num_free} != {pool.num_usable}")
-        if ref[0] != 0 or 0 in pool.free:
+        if ref[0] != 0:
             raise Violation("kv_null_block", step, first, "block 0 was handed out")
+        # Prefix caching: a registered block holds exactly this request's content at that position (only
+        # shared-prefix blocks are registered under deferred private blocks).
+        defer = getattr(kv, "defer_private", False)
+        for r in running:
+            upto = min(r.num_cached_blocks, len(r.blocks))
+            for i in range(min(upto, r.n_shared_blocks) if defer else upto):
+                key = pool.block_key[r.blocks[i]]
+                if key != kv.key(r, i):
+                    raise Violation("prefix_hit_identical_prefix", step, r.id, f"block {i} = #{r.blocks[i]} keyed {key!r}, expected {kv.key(r, i)!r}")
 
 
 @dataclass
@@ -202,7 +223,7 @@ def check_records(run: Run, *, strict_times: bool = True) -> None:
         raise Violation("unique_records", stats.steps, None, "a request has two records")
     # KV: everything returned to the pool.
     pool = sched.kv.pool
-    if pool.num_free != pool.num_usable or any(pool.ref_cnt):
+    if pool.num_free != pool.num_usable or any(pool.ref_cnt) or len(set(pool.free)) != pool.num_usable:
         raise Violation("kv_all_freed", stats.steps, None, f"{pool.num_usable - pool.num_free} blocks still held")
     # Rejections: exactly the requests the engine cannot serve.
     for r in recs:
@@ -235,16 +256,6 @@ def check_records(run: Run, *, strict_times: bool = True) -> None:
             raise Violation("record_counts", None, r.id, f"preemptions {r.preemptions}, cached {r.cached_tokens}")
     if sum(r.preemptions for r in recs) != stats.preemptions:
         raise Violation("preemption_count", None, None, f"records {sum(r.preemptions for r in recs)} != engine {stats.preemptions}")
-    # Token accounting: prompt tokens computed = input - cached (+ recomputation after preemption); the last
-    # output token is never fed back, so a request computes input + output - 1 tokens.
-    need = sum(r.input_tokens - r.cached_tokens + r.output_tokens - 1 for r in done)
-    computed = stats.prefill_tokens + stats.decode_tokens
-    if (computed != need) if stats.preemptions == 0 else (computed < need):
-        raise Violation("token_conservation", stats.steps, None,
-                        f"computed {computed} (prefill {stats.prefill_tokens} + decode {stats.decode_tokens}) vs input - cached + output - 1 = {need}, "
-                        f"{stats.preemptions} preemptions")
-    if stats.preemptions == 0 and stats.decode_tokens > sum(r.output_tokens - 1 for r in done):
-        raise Violation("token_conservation", stats.steps, None, f"{stats.decode_tokens} decode tokens > outputs - 1")
     # Prefix hits: whole blocks, inside the request's shared prefix, never for the first request of a group.
     specs = src.specs
     first_of_group: dict[str, list[RequestRecord]] = defaultdict(list)
@@ -260,6 +271,16 @@ def check_records(run: Run, *, strict_times: bool = True) -> None:
         t0 = min(m.first_scheduled_s for m in members)  # type: ignore[type-var]
         if all(m.cached_tokens for m in members if m.first_scheduled_s == t0):
             raise Violation("prefix_hit_needs_earlier_request", None, members[0].id, f"every first request of group {group!r} hit the cache")
+    # Token accounting: prompt tokens computed = input - cached (+ recomputation after preemption); the last
+    # output token is never fed back, so a request computes input + output - 1 tokens.
+    need = sum(r.input_tokens - r.cached_tokens + r.output_tokens - 1 for r in done)
+    computed = stats.prefill_tokens + stats.decode_tokens
+    if (computed != need) if stats.preemptions == 0 else (computed < need):
+        raise Violation("token_conservation", stats.steps, None,
+                        f"computed {computed} (prefill {stats.prefill_tokens} + decode {stats.decode_tokens}) vs input - cached + output - 1 = {need}, "
+                        f"{stats.preemptions} preemptions")
+    if stats.preemptions == 0 and stats.decode_tokens > sum(r.output_tokens - 1 for r in done):
+        raise Violation("token_conservation", stats.steps, None, f"{stats.decode_tokens} decode tokens > outputs - 1")
     if stats.prefix_cache_hit_tokens > stats.prefix_cache_queried_tokens or (not eng.enable_prefix_caching and stats.prefix_cache_hit_tokens):
         raise Violation("prefix_cache_stats", None, None, f"hits {stats.prefix_cache_hit_tokens} > queries {stats.prefix_cache_queried_tokens}")
     # Closed loop: never more requests in flight (arrived, not finished) than clients.

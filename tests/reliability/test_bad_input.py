@@ -72,6 +72,7 @@ FILES: dict[str, str] = {
                     "grid: {model: [llama-2-7b-hf, lama-2-7b]}\n",
     "s_syntax.yaml": "base: [1\n",
     "s_list.yaml": "base: [1]\n",
+    "a_folder/keep.txt": "",
 }
 
 RUN = ["run", "--num-requests", "3"]
@@ -175,6 +176,10 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     # outputs and usage
     ("output-folder-missing", [*RUN, "-o", "nodir/r.json"], ["--output nodir/r.json", "folder nodir does not exist"]),
     ("requests-csv-folder-missing", [*RUN, "--requests-csv", "nodir/r.csv"], ["--requests-csv nodir/r.csv", "folder nodir does not exist"]),
+    ("output-is-a-folder", [*RUN, "-o", "a_folder"], ["--output a_folder", "is a folder"]),
+    ("requests-csv-is-a-folder", [*RUN, "--requests-csv", "a_folder"], ["--requests-csv a_folder", "is a folder"]),
+    ("capacity-output-is-a-folder", ["capacity", "--slo", "ttft_p99_ms=100", "-o", "a_folder"], ["--output a_folder", "is a folder"]),
+    ("capacity-bad-slo", ["capacity", "--slo", "ttft_p99=100"], ["ttft_p99=100"]),
     ("unknown-flag", [*RUN, "--bogus"], ["No such option: --bogus"]),
     ("flag-without-value", ["run", "--num-requests"], ["--num-requests", "requires an argument"]),
     ("unknown-command", ["simulate"], ["No such command 'simulate'"]),

@@ -324,7 +324,8 @@ def test_corrected_roofline_is_monotone_in_context(mt, hw, plan, data):
         ctx = list(plan.prefill_ctx)
         ctx[i] += grow
         longer = StepPlan(plan.prefill_new, tuple(ctx), plan.decode_ctx)
-    assert m.step_time(longer) >= m.step_time(plan)
+    # 1e-12: below the table's smallest KV length the time is constant in context, up to float rounding.
+    assert m.step_time(longer) >= m.step_time(plan) * (1 - 1e-12)
 
 
 @prop(150)

@@ -12,6 +12,7 @@ from servesim.cli.common import (
     HardwareConfigOpt,
     LatencyModelOpt,
     OverheadOpt,
+    check_output,
     make_console,
     write_json_atomic,
 )
@@ -53,13 +54,11 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     ) -> None:
         """Highest request rate meeting every SLO, per configuration (one engine instance per simulation)."""
-        from servesim.errors import ConfigError
         from servesim.sweep import parse_slo, run_capacity
         from servesim.workload import load_workload_yaml, preset, workload_from_flags
 
         slos = [parse_slo(s) for s in slo]
-        if output is not None and not output.resolve().parent.is_dir():
-            raise ConfigError(f"--output {output}: folder {output.parent} does not exist")
+        check_output(output, "--output")
         base: Any = "chat"
         if workload is not None:
             base = load_workload_yaml(workload) if Path(workload).suffix in (".yaml", ".yml") or Path(workload).is_file() else preset(workload)

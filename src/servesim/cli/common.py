@@ -20,17 +20,37 @@ LatencyModelOpt = typer.Option("calibrated", "--latency-model", help="calibrated
 OverheadOpt = typer.Option("auto", "--overhead", help="none | fixed | per-layer (the seed's 100/500/250 µs × layers/TP) | per-layer:C | sqrt-layer:C | log-layer:C | per-layer-no-tp:C; auto = per-layer for roofline models, nothing extra for calibrated.")
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
+def check_output(path: Path | None, flag: str) -> None:
+    """Refuse an output file path before any work starts: its folder must exist and be writable, and the path
+    itself must not be a folder."""
+    if path is None:
+        return
+    path = Path(path)
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise ServesimError(f"{flag} {path}: folder {path.parent} does not exist")
+    if path.is_dir():
+        raise ServesimError(f"{flag} {path}: is a folder; give a file name")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ServesimError(f"{flag} {path}: not writable")
+
+
+def write_json_atomic(path: Path, payload: Any, flag: str = "--output") -> None:
     """Write JSON to path via a temporary file so a failure never leaves a half-written file."""
     path = Path(path)
-    if path.parent and not path.parent.exists():
-        raise ServesimError(f"--output {path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    check_output(path, flag)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.resolve().parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ServesimError(f"{flag} {path}: cannot write ({exc.strerror})") from None
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump(payload, fh, indent=2, sort_keys=False)
             fh.write("\n")
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise ServesimError(f"{flag} {path}: cannot write ({exc.strerror})") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -8,7 +8,9 @@ from typing import Any, Optional
 
 import typer
 
-from servesim.cli.common import HardwareConfigOpt, HardwareOpt, LatencyModelOpt, ModelOpt, OverheadOpt, TpOpt, make_console, write_json_atomic
+from servesim.cli.common import (
+    HardwareConfigOpt, HardwareOpt, LatencyModelOpt, ModelOpt, OverheadOpt, TpOpt, check_output, make_console, write_json_atomic,
+)
 from servesim.errors import ServesimError
 
 ENGINE_HELP = "vLLM engine (vLLM names; defaults are vLLM V1's for the GPU)"
@@ -83,9 +85,8 @@ def register(app: typer.Typer) -> None:
             "enable_prefix_caching": enable_prefix_caching, "long_prefill_token_threshold": long_prefill_token_threshold,
             "max_model_len": max_model_len, "async_scheduling": async_scheduling,
         }
-        for path, flag in ((output, "--output"), (requests_csv, "--requests-csv")):
-            if path is not None and not path.resolve().parent.is_dir():
-                raise ServesimError(f"{flag} {path}: folder {path.parent} does not exist")
+        check_output(output, "--output")
+        check_output(requests_csv, "--requests-csv")
         console = make_console(stderr=True)
         started = time.perf_counter()
         # Without per-request output, records stream into a fixed-memory summary (exact counts and means,
@@ -145,7 +146,10 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     import os
     import tempfile
 
-    fd, tmp = tempfile.mkstemp(dir=path.resolve().parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.resolve().parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ServesimError(f"--requests-csv {path}: cannot write ({exc.strerror})") from None
     try:
         with os.fdopen(fd, "w", newline="") as fh:
             fields = list(rows[0]) if rows else ["id"]
@@ -153,6 +157,9 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
             writer.writeheader()
             writer.writerows(rows)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise ServesimError(f"--requests-csv {path}: cannot write ({exc.strerror})") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from servesim.cli.common import make_console
+from servesim.cli.common import check_output, make_console
 from servesim.errors import ConfigError, ServesimError
 
 
@@ -31,8 +31,7 @@ def register(app: typer.Typer) -> None:
 
         spec = load_sweep(spec_path)
         out = output if output is not None else spec_path.with_name(spec_path.stem + ".results.jsonl")
-        if not out.resolve().parent.is_dir():
-            raise ConfigError(f"--output {out}: folder {out.parent} does not exist")
+        check_output(out, "--output")
         check_points(spec)
         console = make_console(stderr=True)
         started = time.perf_counter()

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from servesim.cli.common import LatencyModelOpt, OverheadOpt, make_console, write_json_atomic
+from servesim.cli.common import LatencyModelOpt, OverheadOpt, check_output, make_console, write_json_atomic
 from servesim.errors import ServesimError
 
 
@@ -31,8 +31,7 @@ def register(app: typer.Typer) -> None:
 
         if not paths and not suite:
             raise ServesimError(f"validate: give experiment folders or --suite NAME (suites: {', '.join(list_suites())})")
-        if output is not None and not output.resolve().parent.is_dir():
-            raise ServesimError(f"--output {output}: folder {output.parent} does not exist")
+        check_output(output, "--output")
         experiments = [load_experiment(p) for p in paths or []]
         for name in suite or []:
             experiments += load_suite(name)

@@ -6,11 +6,13 @@ request's shared prefix, else (request uid, i). Equal keys <=> equal chained has
 
 Speed (docs/PERFORMANCE.md): the free queue is a list with a head index, so popping n blocks is one
 slice and freeing a request is one extend; only blocks that carry a key (or are shared) are handled one
-by one. With `defer_private=True` (event skipping turns it on) private blocks never enter the key map:
+by one. After `KVCacheManager.defer()` (event skipping calls it) private blocks never enter the key map:
 their keys are looked up only by the request itself, only while it waits after a preemption, so a
 preempted request's registered private blocks are remembered as one *parked run* of free-queue positions
-(`KVCacheManager.free_preempted` has the argument), and the blocks of a request that finishes are freed
-as plain blocks. Same hits, same evictions, same LRU order as registering every block.
+(`KVCacheManager.free_preempted` has the argument), the blocks of a request that finishes are freed as
+plain blocks, and reference counts are kept only for blocks registered under shared-prefix keys (the only
+ones two requests can hold). Same hits, same evictions, same LRU order as registering every block
+(tests/engine/test_event_skipping.py drives both forms side by side).
 """
 
 from __future__ import annotations

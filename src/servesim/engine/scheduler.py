@@ -24,28 +24,30 @@ class EngineRequest:
     )
 
     def __init__(self, spec: RequestSpec, rec: RequestRecord, block_size: int, uid: int | None = None) -> None:
+        # (Runs once per request: chained assignments keep it short.)
         self.spec = spec
         self.rec = rec
-        self.id = spec.id
-        self.uid = spec.id if uid is None else uid  # run-unique number keying this request's private blocks
-        self.num_prompt = spec.input_tokens
+        self.id = sid = spec.id
+        self.uid = sid if uid is None else uid  # run-unique number keying this request's private blocks
+        # vLLM request.num_tokens: prompt + generated so far.
+        self.num_prompt = self.num_tokens = inp = spec.input_tokens
         self.max_tokens = spec.output_tokens
-        self.num_tokens = spec.input_tokens  # vLLM request.num_tokens: prompt + generated so far
-        self.num_computed = 0  # vLLM num_computed_tokens: tokens whose KV is (being) computed
-        self.num_output = 0
+        # num_computed: vLLM num_computed_tokens, tokens whose KV is (being) computed;
+        # num_cached_blocks: leading blocks already registered in the prefix cache.
+        self.num_computed = self.num_output = self.num_cached_blocks = self.num_preemptions = 0
         self.blocks: list[int] = []
-        self.num_cached_blocks = 0  # leading blocks already registered in the prefix cache
-        self.group = None if spec.prefix_group is None else str(spec.prefix_group)  # str: never equal to a uid
-        # Blocks wholly inside the shared prefix have group-wide content; the rest are unique (RequestSpec contract).
-        shared = min(spec.prefix_tokens, spec.input_tokens) if spec.prefix_group is not None else 0
-        self.n_shared_blocks = shared // block_size
-        self.num_preemptions = 0
-        self.rank = 0
+        g = spec.prefix_group
+        if g is None:
+            self.group = None
+            self.n_shared_blocks = 0
+        else:
+            self.group = str(g)  # str: never equal to a uid
+            # Blocks wholly inside the shared prefix have group-wide content; the rest are unique (RequestSpec contract).
+            self.n_shared_blocks = min(spec.prefix_tokens, inp) // block_size
+        self.rank = self.off = self.ooff = self.g0 = self.sfin = self.phits = 0
         self.lazy = False
-        self.off = self.ooff = self.g0 = self.sfin = 0
-        self.evs = -1  # step of the pending lazy KV event, -1 when none
+        self.evs = -1  # step of a pending lazy KV event that is not the next block's (skipping._drop_event)
         self.parked: tuple[int, int] | None = None
-        self.phits = 0
 
 
 @dataclass(slots=True)

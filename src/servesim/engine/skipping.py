@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
+from collections import deque as _deque
 from operator import attrgetter
 
 import numpy as np
@@ -45,6 +46,8 @@ import numpy as np
 from servesim.engine.scheduler import EngineRequest, Scheduler, SchedulerOutput
 
 _rank = attrgetter("rank")
+_blocks = attrgetter("blocks")
+_append = list.append
 _frombuffer, _int64 = np.frombuffer, np.int64
 
 
@@ -95,17 +98,28 @@ class EventSkipper:
             slow = True
         if e < s_from:
             e = s_from
+        r.evs = -1
         if e <= r.sfin:
-            r.evs = e
             if slow:
+                r.evs = e  # not len(blocks) * bs - off: remember it (see _drop_event)
                 self.ordered.add(e)
             bucket = self.events.get(e)
             if bucket is None:
                 self.events[e] = [r]
             else:
                 bucket.append(r)
-        else:
-            r.evs = -1
+
+    def _drop_event(self, r: EngineRequest, g: int) -> None:
+        """Take lazy r out of the bucket of its pending KV event, if that is after step g: the step whose
+        decode needs a new block (len(blocks) * bs - off), unless _reschedule recorded another in r.evs."""
+        e = r.evs
+        if e <= g:
+            e = len(r.blocks) * self.bs - r.off
+        if e > g:
+            bucket = self.events.get(e)
+            if bucket is not None and r in bucket:
+                bucket.remove(r)
+        r.evs = -1
 
     def _lazify(self, r: EngineRequest, g: int) -> None:
         """Make a decode-state request lazy from step g on (g = steps completed)."""
@@ -148,9 +162,7 @@ class EventSkipper:
         i = bisect_left(self.dranks, r.rank)
         del self.dranks[i], self.dreqs[i], self.doffs[i]
         self.fins[r.sfin].remove(r)
-        if r.evs > g:  # an event bucket of this step was already taken out of self.events
-            self.events[r.evs].remove(r)
-        r.evs = -1
+        self._drop_event(r, g)  # (an event in step g itself: its bucket is out of self.events already)
 
     def materialize(self, g: int) -> None:
         """Write every lazy request's counters (g = steps completed) and drop the lazy structures."""
@@ -278,12 +290,21 @@ class EventSkipper:
         waiting = sched.waiting
         if waiting and budget > 0 and not self._preempted:
             running = sched.running
+            pool, stats = self.pool, kv.stats
             d_extra: list[int] = []
             while waiting and budget > 0:
                 if len(running) == sched.max_num_seqs:
                     break
                 req = waiting[0]
-                hit_blocks, num_hit = kv.get_computed_blocks(req)
+                if req.n_shared_blocks or req.num_preemptions:
+                    hit_blocks, num_hit = kv.get_computed_blocks(req)
+                else:
+                    # No key of a never-preempted request without a shared prefix can be cached: the lookup
+                    # finds nothing (get_computed_blocks skips its walk too) but still counts in the stats.
+                    hit_blocks, num_hit = None, 0
+                    if caching:
+                        stats.requests += 1
+                        stats.queries += req.num_tokens
                 n = req.num_tokens - num_hit
                 if 0 < threshold < n:
                     n = threshold
@@ -291,7 +312,11 @@ class EventSkipper:
                     break
                 if n > budget:
                     n = budget
-                if not kv.allocate_slots(req, n, hit_blocks, num_hit):
+                if hit_blocks is None:
+                    # A waiting request holds no blocks and has computed nothing: it needs cdiv(n, bs) blocks.
+                    if -(-n // bs) > pool.nfree or not kv.allocate_slots(req, n):
+                        break
+                elif not kv.allocate_slots(req, n, hit_blocks, num_hit):
                     break
                 waiting.popleft()
                 running.append(req)
@@ -334,22 +359,15 @@ class EventSkipper:
 
     def _take_blocks(self, rs: list[EngineRequest], s: int) -> None:
         """Decode events of lazy requests rs in step s that cannot fail (enough free blocks, no shared-prefix
-        registration): one block each, in one slice; their next event is block_size steps later."""
+        registration): one block each, in one slice; their next event is block_size steps later (a request
+        that finishes before then is taken out of that bucket when it finishes)."""
+        _deque(map(_append, map(_blocks, rs), self.pool.get_new_blocks(len(rs))), 0)
         nxt = s + self.bs
-        keep: list[EngineRequest] = []
-        for r, b in zip(rs, self.pool.get_new_blocks(len(rs))):
-            r.blocks.append(b)
-            if r.sfin >= nxt:
-                r.evs = nxt
-                keep.append(r)
-            else:
-                r.evs = -1
-        if keep:
-            bucket = self.events.get(nxt)
-            if bucket is None:
-                self.events[nxt] = keep
-            else:
-                bucket.extend(keep)
+        bucket = self.events.get(nxt)
+        if bucket is None:
+            self.events[nxt] = rs
+        else:
+            bucket.extend(rs)
 
     def _events_in_order(self, ev: list[EngineRequest], i: int, j: int, s: int, slow: bool) -> bool:
         """Decode events ev[i:j] (rank order) of step s, as the exact phase (a) runs them: while blocks last,
@@ -414,6 +432,7 @@ class EventSkipper:
             dranks, dreqs, doffs = self.dranks, self.dreqs, self.doffs
             g = s + 1
             for r in fin:
+                self._drop_event(r, s)
                 r.num_computed = r.off + g
                 r.num_tokens = r.off + g + 1
                 r.num_output = r.ooff + g

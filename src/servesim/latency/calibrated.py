@@ -77,6 +77,8 @@ class StepFeatures:
     pad_cuda_graphs: bool = True
     _gemm_cache: dict[int, tuple[float, float]] = field(default_factory=dict, repr=False)
     _prefill_eff: dict[int, float] = field(default_factory=dict, repr=False)  # sequence length -> efficiency
+    _layer_gemms: dict[int, tuple[float, float]] = field(default_factory=dict, repr=False)  # m_tokens -> (mem, comp)
+    _lm_head: dict[int, tuple[bool, float]] = field(default_factory=dict, repr=False)  # seqs -> (compute-bound, s)
 
     def __post_init__(self) -> None:
         self.model.check_tp(self.tp)
@@ -103,22 +105,31 @@ class StepFeatures:
         hit = self._gemm_cache.get(key)
         if hit is not None:
             return hit
-        mem = comp = 0.0
-        b = self.model.weight_bytes_per_param
-        for count, gemms in self._rc.layer_sets:
-            for g in gemms:
-                _, flops, wbytes, compute = self._rc._gemm(g, m_tokens)
-                if compute >= wbytes / (self.bw * REFERENCE_BW_EFFICIENCY):
-                    comp += count * compute
-                else:
-                    mem += count * wbytes / self.bw
-        k, n = self._lm
-        eff = self.tables.gemm.efficiency(seqs, k, n, exact=True)
-        lc, lb = 2.0 * seqs * k * n / (self.peak * eff), k * n * b
-        if lc >= lb / (self.bw * REFERENCE_BW_EFFICIENCY):
-            comp += lc
+        # The layer GEMMs depend on m_tokens only and the LM head (added last) on seqs only: each part is
+        # memoised on its own, so a new (m_tokens, seqs) pair costs one addition (same sums, same order).
+        layers = self._layer_gemms.get(m_tokens)
+        if layers is None:
+            mem = comp = 0.0
+            for count, gemms in self._rc.layer_sets:
+                for g in gemms:
+                    _, flops, wbytes, compute = self._rc._gemm(g, m_tokens)
+                    if compute >= wbytes / (self.bw * REFERENCE_BW_EFFICIENCY):
+                        comp += count * compute
+                    else:
+                        mem += count * wbytes / self.bw
+            layers = self._layer_gemms[m_tokens] = (mem, comp)
+        mem, comp = layers
+        lm = self._lm_head.get(seqs)
+        if lm is None:
+            b = self.model.weight_bytes_per_param
+            k, n = self._lm
+            eff = self.tables.gemm.efficiency(seqs, k, n, exact=True)
+            lc, lb = 2.0 * seqs * k * n / (self.peak * eff), k * n * b
+            lm = self._lm_head[seqs] = (True, lc) if lc >= lb / (self.bw * REFERENCE_BW_EFFICIENCY) else (False, lb / self.bw)
+        if lm[0]:
+            comp += lm[1]
         else:
-            mem += lb / self.bw
+            mem += lm[1]
         out = (mem, comp)
         if len(self._gemm_cache) < 200_000:
             self._gemm_cache[key] = out
