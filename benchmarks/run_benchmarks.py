@@ -1,9 +1,10 @@
-"""Wall time, simulated requests/s, engine steps/s and peak RSS of `servesim run` on the issue-7 scenario.
+"""Wall and CPU time, simulated requests/s, engine steps/s and peak RSS of `servesim run` on the issue-7 scenario.
 
 Plain timer, one subprocess per point (so peak RSS and CPU time are that process's: resource.getrusage(
 RUSAGE_CHILDREN) is read after each child and only grows, hence one fresh `python benchmarks/run_benchmarks.py
 --child` wrapper per point). Wall time includes start-up (imports); CPU time (user + system) is reported too
-because it moves less than wall time when other jobs share the machine. Not part of the test suite; results go to benchmarks/results.json and a Markdown table.
+because it moves less than wall time when other jobs share the machine. Not part of the test suite; results
+go to benchmarks/results.json and a Markdown table (docs/PERFORMANCE.md discusses them).
 
     python benchmarks/run_benchmarks.py                      # 10k and 100k, calibrated and roofline-v2
     python benchmarks/run_benchmarks.py --sizes 10k,100k,1m  # add 1M
@@ -114,8 +115,9 @@ def main() -> None:
     done = {(x["latency_model"], x["num_requests"]) for x in rows}
     keep = [r for r in old["results"]
             if not (r.get("label") == args.label and (r.get("latency_model", "roofline-v2"), r["num_requests"]) in done)]
-    results = sorted(keep + rows, key=lambda r: (r.get("label", ""), r.get("latency_model", "roofline-v2"), r["num_requests"]))
-    doc = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}, "results": results}
+    results = sorted(keep + rows, key=lambda r: (r.get("latency_model", "roofline-v2"), r.get("label", ""), r["num_requests"]))
+    doc = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+           **({"notes": old["notes"]} if "notes" in old else {}), "results": results}
     args.output.write_text(json.dumps(doc, indent=2) + "\n")
     md = args.output.with_suffix(".md")
     md.write_text("# servesim benchmark (issue-7 scenario)\n\n" + markdown(results) + "\n")

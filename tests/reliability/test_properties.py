@@ -36,7 +36,7 @@ from servesim.engine.kv_cache import cdiv
 from servesim.latency import StepPlan, make_latency_model
 from servesim.simulation import simulate
 
-from ._checks import check_records, run_checked, Run, Spy, Watched
+from ._checks import Run, run_checked
 
 RANDOM = bool(os.environ.get("SERVESIM_PROPERTY_RANDOM"))
 

@@ -36,9 +36,10 @@ def register(app: typer.Typer) -> None:
             raise ServesimError(f"--cv {cv}: allowed: none, leave-one-model-out")
         if not paths and not suite:
             raise ServesimError("calibrate: give experiment folders or --suite NAME")
-        for path, flag in ((output, "--output"), (report, "--report")):
-            if path is not None and not path.resolve().parent.is_dir():
-                raise ServesimError(f"{flag} {path}: folder {path.parent} does not exist")
+        from servesim.cli.common import check_output
+
+        check_output(output, "--output")
+        check_output(report, "--report")
         experiments = [load_experiment(p) for p in paths or []]
         for name in suite or []:
             experiments += load_suite(name)

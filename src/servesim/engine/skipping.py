@@ -2,36 +2,38 @@
 only at that request's events.
 
 A running request in the decode state (num_computed == num_tokens - 1, at least one output token) does the
-same thing every step until one of its *events*: it needs a new KV block, a block becomes full and is
-registered in the prefix cache, or it finishes. Between events its counters grow by exactly one per step,
-so instead of touching it every step we keep it *lazy*: its counters are `off + s` (num_computed at the
-start of step s), `off + s + 1` (num_tokens) and `ooff + s` (num_output), and its events sit in buckets
-keyed by step number. A step then costs O(events + prefilling requests) Python work plus building the
-decode contexts `off + s` for the StepPlan (one C-level map over the decoding requests).
+same thing every step until one of its *events*: it needs a new KV block (or, in the rare case that it still
+has shared-prefix blocks to register, one of them fills), or it finishes. Between events its counters grow by
+exactly one per step, so instead of touching it every step we keep it *lazy*: its counters are `off + s`
+(num_computed at the start of step s), `off + s + 1` (num_tokens) and `ooff + s` (num_output), and its
+events sit in buckets keyed by step number. A step then costs O(events + prefilling requests) Python work
+plus building the decode contexts `off + s` for the StepPlan (one numpy add over the offsets).
 
 The latency model is still called once per step with the full StepPlan (contexts grow every step, so
 every step's time is different); nothing about its inputs or their order changes.
 
 A step takes the exact path instead (materialise every lazy request, run Scheduler.schedule() and
-update_from_output(), re-lazify) whenever the lazy shortcut could differ from it:
-- the running requests' tokens exceed the step budget (some running request would not be scheduled), or
-- the KV blocks the running requests need this step exceed the free blocks (a preemption would happen),
-Every other step is provably the same as the exact one: all running requests are scheduled in running
-(rank) order with uncapped token counts, allocations and prefix-cache registrations happen in the same
-order on the same pool, phase (b) (admission) runs the same code on the same pool state, and finished
-requests are emitted and freed in the same order. tests/engine/test_event_skipping.py checks records and
-counters bit for bit against the exact path on varied workloads (tests/perf/test_golden_outputs.py
-against pinned outputs).
+update_from_output(), re-lazify) when the running requests' tokens exceed the step budget (some running
+request would not be scheduled). Every other step is provably the same as the exact one: all running
+requests are scheduled in running (rank) order with uncapped token counts; phase (a)'s allocations either
+cannot fail (below) or run in rank order with preemption from the tail, as the exact path does; phase (b)
+(admission) runs the same code on the same pool state; finished requests are emitted and freed in the same
+order. Private blocks that fill while decoding are never registered in the key map: event skipping puts the
+KV cache in its deferred form (kv_cache.KVCacheManager.defer), where a preempted request's blocks become a
+parked run, with the same hits and evictions. tests/engine/test_event_skipping.py checks records and
+counters bit for bit against the exact path on varied workloads, and tests/perf/test_golden_outputs.py
+against outputs pinned before the speed work.
 
 Batched decode events. When the blocks phase (a) needs in total (prefilling requests' chunks plus one per
 decode event of the step) fit the free queue, no allocation can fail, so no preemption happens and the
 order of allocations does not matter: the step pops the same first k blocks of the free queue whatever
 the order, every popped block loses its key all the same, and which of the (now key-less, single-
-reference) blocks goes to which request is unobservable. Decode events register nothing (private blocks
-are registered at preemption, kv_cache.KVCacheManager.free_preempted), so the step's decode events take
-their blocks in one slice, and the whole bucket moves to the step `block_size` later. Otherwise (the
-blocks may run out, or a request still has shared-prefix blocks to register) the step merges events and
-prefilling requests in rank order as the exact path does, preempting from the tail when needed.
+reference) blocks goes to which request is unobservable. Decode events register nothing, so the step's
+decode events take their blocks in one slice, and the whole bucket moves to the step `block_size` later (a
+request that finishes before then leaves it when it finishes). Otherwise (the blocks may run out, or a
+request still has shared-prefix blocks to register) the step merges events and prefilling requests in rank
+order as the exact path does, taking runs of events at once while blocks last and one at a time at the
+shortfall, preempting from the tail.
 """
 
 from __future__ import annotations

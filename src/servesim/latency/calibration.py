@@ -89,6 +89,15 @@ def load_calibration(path: str | Path | None = None) -> Calibration:
         fe = raw.get(key, 0.0)
         if isinstance(fe, bool) or not isinstance(fe, (int, float)) or not math.isfinite(fe) or fe < 0:
             raise ConfigError(f"{where}: {key}={fe!r}: must be a finite number >= 0")
+    for key in ("layers_over_tp", "pad_cuda_graphs"):
+        if key in raw and not isinstance(raw[key], bool):
+            raise ConfigError(f"{where}: {key}={raw[key]!r}: must be true or false")
+    fitted_on = raw.get("fitted_on", [])
+    if not isinstance(fitted_on, list) or not all(isinstance(x, str) for x in fitted_on):
+        raise ConfigError(f"{where}: fitted_on: must be a list of run names")
+    notes = raw.get("notes", {})
+    if not isinstance(notes, dict):
+        raise ConfigError(f"{where}: notes: must be an object")
     return Calibration(
         theta={k: float(v) for k, v in theta.items()},
         frontend_latency_s=float(raw.get("frontend_latency_s", 0.0)),
@@ -96,6 +105,6 @@ def load_calibration(path: str | Path | None = None) -> Calibration:
         layers_over_tp=bool(raw.get("layers_over_tp", False)),
         pad_cuda_graphs=bool(raw.get("pad_cuda_graphs", True)),
         name=str(raw.get("name", p.stem)),
-        fitted_on=list(raw.get("fitted_on", [])),
-        notes=dict(raw.get("notes", {})),
+        fitted_on=list(fitted_on),
+        notes=dict(notes),
     )

@@ -113,7 +113,7 @@ def _ordered(specs: list[RequestSpec], wheres: list[str], sort: bool) -> tuple[R
         if i and spec.arrival_s < specs[i - 1].arrival_s:
             raise WorkloadError(
                 f"{wheres[i]}: arrival {spec.arrival_s!r} s is earlier than the previous row's "
-                f"{specs[i - 1].arrival_s!r} s; sort the trace or pass sort=True"
+                f"{specs[i - 1].arrival_s!r} s; sort the trace by arrival time (or pass sort=True; in a workload YAML, trace: {{path: ..., sort: true}})"
             )
         if spec.id in seen:
             raise WorkloadError(f"{wheres[i]}: id={spec.id} repeats the id of {seen[spec.id]}; ids must be unique")
