@@ -123,8 +123,6 @@ def test_engine_check_names_invariant_step_and_request():
         _with_fault(_lose_a_block, check_invariants=True)
 
 
-@pytest.mark.xfail(strict=True, reason="engine/invariants.py check_step has no request-conservation check: a request lost from "
-                                       "the waiting queue is never noticed (arrived != completed + rejected + waiting + running)")
 def test_engine_check_catches_a_lost_request():
     with pytest.raises(InvariantError, match="request"):
         _with_fault(_drop_waiting, check_invariants=True)

@@ -18,11 +18,28 @@ class InvariantError(ServesimError):
         super().__init__(f"invariant {invariant} violated at step {step} (request {rid}): {detail}")
 
 
-def check_step(sched, out, step: int, t_before: float, t_after: float) -> None:
-    """Raise InvariantError if the scheduler state after one step breaks any engine invariant."""
+def check_step(sched, out, step: int, t_before: float, t_after: float, in_engine: int | None = None) -> None:
+    """Raise InvariantError if the scheduler state after one step breaks any engine invariant.
+
+    in_engine: requests handed to the scheduler and not finished yet (the simulator's count), for request
+    conservation: every one of them must be waiting or running.
+    """
     pool = sched.kv.pool
     ref = pool.ref_cnt
     first_id = sched.running[0].id if sched.running else None
+
+    # Requests: handed over = finished + rejected + waiting + running (the simulator counts the first two).
+    if in_engine is not None and len(sched.waiting) + len(sched.running) != in_engine:
+        raise InvariantError("request_conservation", step, first_id,
+                             f"{in_engine} requests in the engine but {len(sched.waiting)} waiting + {len(sched.running)} running")
+
+    # Prefix cache: a request's cached (keyed) blocks carry exactly its own content keys.
+    kv = sched.kv
+    for r in sched.running:
+        for i in range(min(r.num_cached_blocks, len(r.blocks))):
+            key = pool.block_key[r.blocks[i]]
+            if key is not None and key != kv.key(r, i):
+                raise InvariantError("prefix_hit_identity", step, r.id, f"block {i} holds {key!r}, expected {kv.key(r, i)!r}")
 
     # Clock: the step may not move time backwards (or to NaN).
     if not (t_after >= t_before) or math.isnan(t_after):

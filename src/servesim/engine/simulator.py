@@ -91,6 +91,7 @@ class Simulator:
 
         now = 0.0
         uid = 0  # run-unique request number (spec ids may repeat across closed-loop sources)
+        computed: dict[int, int] = {}  # tokens computed per request, when checking invariants
         steps = 0
         busy = 0.0
         peak = 0.0
@@ -170,7 +171,17 @@ class Simulator:
                 steps += 1
                 finished = sched.update_from_output(out, now, tt)
                 if check:
-                    check_step(sched, out, steps, t0, now)
+                    check_step(sched, out, steps, t0, now, in_engine=uid - stats.completed - len(finished))
+                    for req, n in zip(out.scheduled, out.num_new):
+                        computed[req.uid] = computed.get(req.uid, 0) + n
+                    for req in finished:
+                        # Token conservation: a request never preempted computes its prompt minus the cached prefix,
+                        # then one token per output after the first. (A preempted one recomputes what its own blocks,
+                        # possibly still cached, do not cover: no exact count to check against.)
+                        need = req.spec.input_tokens + req.spec.output_tokens - 1 - req.rec.cached_tokens
+                        got = computed.pop(req.uid, 0)
+                        if req.rec.preemptions == 0 and got != need:
+                            raise InvariantError("token_conservation", steps, req.id, f"computed {got} tokens, expected {need}")
                 if skipper is not None:
                     skipper.rebuild(steps)
             for req in finished:
