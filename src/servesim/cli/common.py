@@ -6,7 +6,8 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TextIO
 
 import typer
 
@@ -35,8 +36,8 @@ def check_output(path: Path | None, flag: str) -> None:
         raise ServesimError(f"{flag} {path}: not writable")
 
 
-def write_json_atomic(path: Path, payload: Any, flag: str = "--output") -> None:
-    """Write JSON to path via a temporary file so a failure never leaves a half-written file."""
+def write_atomic(path: Path, write: Callable[[TextIO], None], flag: str = "--output", newline: str | None = None) -> None:
+    """Write a text file through a temporary file in the same folder, so a failure never leaves a half-written one."""
     path = Path(path)
     check_output(path, flag)
     try:
@@ -44,9 +45,8 @@ def write_json_atomic(path: Path, payload: Any, flag: str = "--output") -> None:
     except OSError as exc:
         raise ServesimError(f"{flag} {path}: cannot write ({exc.strerror})") from None
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2, sort_keys=False)
-            fh.write("\n")
+        with os.fdopen(fd, "w", newline=newline) as fh:
+            write(fh)
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
@@ -54,6 +54,16 @@ def write_json_atomic(path: Path, payload: Any, flag: str = "--output") -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, payload: Any, flag: str = "--output") -> None:
+    """Write JSON to path atomically (indented, trailing newline)."""
+
+    def dump(fh: TextIO) -> None:
+        json.dump(payload, fh, indent=2, sort_keys=False)
+        fh.write("\n")
+
+    write_atomic(path, dump, flag)
 
 
 def make_console(stderr: bool = False):  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 
 from servesim.cli.common import (
-    HardwareConfigOpt, HardwareOpt, LatencyModelOpt, ModelOpt, OverheadOpt, TpOpt, check_output, make_console, write_json_atomic,
+    HardwareConfigOpt, HardwareOpt, LatencyModelOpt, ModelOpt, OverheadOpt, TpOpt, check_output, make_console, write_atomic, write_json_atomic,
 )
 from servesim.errors import ServesimError
 
@@ -143,26 +143,13 @@ class _Progress:
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     import csv
-    import os
-    import tempfile
 
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.resolve().parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise ServesimError(f"--requests-csv {path}: cannot write ({exc.strerror})") from None
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fields = list(rows[0]) if rows else ["id"]
-            writer = csv.DictWriter(fh, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise ServesimError(f"--requests-csv {path}: cannot write ({exc.strerror})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    def dump(fh) -> None:  # type: ignore[no-untyped-def]
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["id"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+    write_atomic(path, dump, "--requests-csv", newline="")
 
 
 def render_summary(result, wall_s: float | None = None) -> None:  # type: ignore[no-untyped-def]

@@ -160,27 +160,24 @@ class ModelSpec:
             total += g.k * g.n * (g.active if active_only else g.experts)
         return total
 
-    @property
-    def param_count(self) -> int:
-        """Total parameters (weights of every expert; biases ignored, < 0.1 % for these models)."""
+    def _params(self, active_only: bool) -> int:
         dense = self.num_layers - self.num_moe_layers
         return (
             dense * self._layer_params(False, False)
-            + self.num_moe_layers * self._layer_params(True, False)
+            + self.num_moe_layers * self._layer_params(True, active_only)
             + self.embedding_params
-            + self.hidden_size
+            + self.hidden_size  # final norm
         )
+
+    @property
+    def param_count(self) -> int:
+        """Total parameters (weights of every expert; biases ignored, < 0.1 % for these models)."""
+        return self._params(active_only=False)
 
     @property
     def active_param_count(self) -> int:
         """Parameters one token touches (top-k experts only for MoE)."""
-        dense = self.num_layers - self.num_moe_layers
-        return (
-            dense * self._layer_params(False, False)
-            + self.num_moe_layers * self._layer_params(True, True)
-            + self.embedding_params
-            + self.hidden_size
-        )
+        return self._params(active_only=True)
 
     @property
     def weight_bytes(self) -> float:
@@ -382,12 +379,3 @@ def _read_config(path: Path, name: str) -> ModelSpec:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc})") from None
     return spec_from_config(cfg, name, str(path))
-
-
-def human_bytes(n: float) -> str:
-    """Format a byte count with a binary-free decimal unit (GB = 1e9 bytes), as datasheets do."""
-    if n <= 0 or math.isnan(n):
-        return "0 B"
-    units = ["B", "kB", "MB", "GB", "TB"]
-    i = min(int(math.log10(n) // 3), len(units) - 1)
-    return f"{n / 10 ** (3 * i):.2f} {units[i]}"

@@ -225,23 +225,7 @@ class Scheduler:
 
     def update_from_output(self, out: SchedulerOutput, now: float, record_token_times: bool) -> list[EngineRequest]:
         """Apply a finished step at clock `now` (s): sample tokens, stamp times, free finished requests."""
-        finished: list[EngineRequest] = []
-        for req in out.scheduled:
-            # vLLM samples a token only for requests whose computed tokens caught up with num_tokens
-            # (a partial prefill chunk's sample is discarded).
-            if req.num_computed != req.num_tokens:
-                continue
-            req.num_output += 1
-            req.num_tokens += 1
-            rec = req.rec
-            if rec.first_token_s is None:
-                rec.first_token_s = now
-            if record_token_times:
-                rec.token_times_s.append(now)  # type: ignore[union-attr]
-            # vLLM check_stop: FINISHED_LENGTH_CAPPED once num_output_tokens >= max_tokens (ignore_eos).
-            if req.num_output >= req.max_tokens:
-                rec.finish_s = now
-                finished.append(req)
+        finished = sample_tokens(out.scheduled, now, record_token_times)
         if finished:
             kv = self.kv
             for req in finished:
@@ -249,3 +233,25 @@ class Scheduler:
             # vLLM remove_all(running, stopped): order of the survivors is kept.
             self.running = [r for r in self.running if r.num_output < r.max_tokens]
         return finished
+
+
+def sample_tokens(scheduled: list[EngineRequest], now: float, record_token_times: bool) -> list[EngineRequest]:
+    """Give each scheduled request whose computation caught up its next token at `now` (s); return those that finished."""
+    finished: list[EngineRequest] = []
+    for req in scheduled:
+        # vLLM samples a token only for requests whose computed tokens caught up with num_tokens
+        # (a partial prefill chunk's sample is discarded).
+        if req.num_computed != req.num_tokens:
+            continue
+        req.num_output += 1
+        req.num_tokens += 1
+        rec = req.rec
+        if rec.first_token_s is None:
+            rec.first_token_s = now
+        if record_token_times:
+            rec.token_times_s.append(now)  # type: ignore[union-attr]
+        # vLLM check_stop: FINISHED_LENGTH_CAPPED once num_output_tokens >= max_tokens (ignore_eos).
+        if req.num_output >= req.max_tokens:
+            rec.finish_s = now
+            finished.append(req)
+    return finished

@@ -45,7 +45,7 @@ from operator import attrgetter
 
 import numpy as np
 
-from servesim.engine.scheduler import EngineRequest, Scheduler, SchedulerOutput
+from servesim.engine.scheduler import EngineRequest, Scheduler, SchedulerOutput, sample_tokens
 
 _rank = attrgetter("rank")
 _blocks = attrgetter("blocks")
@@ -412,21 +412,8 @@ class EventSkipper:
         """Apply step s, which ended at `now`: sample tokens, finish requests (in scheduled order), lazify."""
         tt = self.tt
         sched = self.sched
-        finished: list[EngineRequest] = []
         explicit = self._explicit
-        for req in explicit:
-            if req.num_computed != req.num_tokens:
-                continue
-            req.num_output += 1
-            req.num_tokens += 1
-            rec = req.rec
-            if rec.first_token_s is None:
-                rec.first_token_s = now
-            if tt:
-                rec.token_times_s.append(now)  # type: ignore[union-attr]
-            if req.num_output >= req.max_tokens:
-                rec.finish_s = now
-                finished.append(req)
+        finished = sample_tokens(explicit, now, tt)
         if tt:
             self.times.append(now)
         fin = self.fins.pop(s, None)

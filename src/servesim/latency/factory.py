@@ -8,7 +8,7 @@ from servesim.config.hardware import Hardware
 from servesim.config.model import ModelSpec
 from servesim.errors import ConfigError
 from servesim.latency.overhead import make_overhead
-from servesim.latency.roofline import LATENCY_MODELS
+from servesim.latency.roofline import LATENCY_MODELS, make_latency_model
 
 MODEL_NAMES = ("calibrated", *LATENCY_MODELS)
 DEFAULT_LATENCY_MODEL = "calibrated"
@@ -41,5 +41,4 @@ def build_latency_model(
         raise ConfigError(f"--latency-model {name}: unknown model (allowed: {', '.join(MODEL_NAMES)})")
     if calibration is not None:
         raise ConfigError(f"--calibration applies to --latency-model calibrated, not {name}")
-    ovh = make_overhead("per-layer" if overhead == "auto" else overhead, num_layers=model.num_layers, tp=tp)
-    return LATENCY_MODELS[name](model=model, hardware=hardware, tp=tp, overhead=ovh), None
+    return make_latency_model(name, model, hardware, tp, "per-layer" if overhead == "auto" else overhead), None

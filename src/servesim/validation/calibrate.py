@@ -13,7 +13,6 @@ re-simulate with the new θ; a few damped iterations reach a fixed point. Satura
 from __future__ import annotations
 
 import bisect
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -277,10 +276,10 @@ def objective(forms: list[LinearForms], x: np.ndarray) -> float:
 
 def collect_forms(units: list[tuple[Experiment, MeasuredRun]], cal: Calibration) -> list[LinearForms]:
     """Simulate every unit with this calibration and return its linear forms."""
+    from servesim.config import load_hardware, load_model
+
     forms = []
     for exp, run in units:
-        from servesim.config import load_hardware, load_model
-
         model = cal.model(load_model(exp.model), load_hardware(exp.hardware), exp.tensor_parallel_size)
         model.overlap_cpu = bool(exp.engine.get("async_scheduling", True))  # EngineConfig's default
         rec = RecordingModel(model)
@@ -307,8 +306,3 @@ def model_groups(units: list[tuple[Experiment, MeasuredRun]]) -> dict[str, list[
     for e, r in units:
         groups.setdefault(e.model, []).append((e, r))
     return groups
-
-
-def relative(x: float, y: float) -> float:
-    """(x − y) / y in percent (NaN when y is 0)."""
-    return (x - y) / y * 100.0 if y else math.nan

@@ -195,15 +195,17 @@ def compare(exp: Experiment, run: MeasuredRun, result: RunResult, label: str | N
     if run.measured is None:  # aggregate-only ground truth: compare the means that exist
         return _compare_aggregate(exp, run, result, label)
     pairs: list[tuple[MeasuredRequest, RequestRecord]] = []
+    pred_all: list[tuple[float, float, float | None]] = []
     failed = 0
     for i, m in enumerate(run.measured):
         rec = by_id.get(run.requests[i].id)
         if not m.ok:
             failed += 1
             continue
-        if rec is not None and _predicted_ms(rec) is not None and m.ttft_ms is not None and m.e2e_ms is not None:
-            pairs.append((m, rec))
-    pred_all = [_predicted_ms(r) for _, r in pairs]
+        pred = _predicted_ms(rec) if rec is not None else None
+        if pred is not None and m.ttft_ms is not None and m.e2e_ms is not None:
+            pairs.append((m, rec))  # type: ignore[arg-type]
+            pred_all.append(pred)
     closed = run.mode == "closed"
     sat_meas = False if closed else queue_growing([m.arrival_s for m, _ in pairs], [m.ttft_ms for m, _ in pairs], failed=failed, total=len(run.measured))
     sat_pred = False if closed else queue_growing([r.arrival_s for _, r in pairs], [p[0] for p in pred_all])
@@ -237,8 +239,12 @@ def compare(exp: Experiment, run: MeasuredRun, result: RunResult, label: str | N
 
 def predicted_means(result: RunResult) -> dict[str, float]:
     """Means over completed simulated requests: ttft, e2e, itl (per-request mean) and GuideLLM's E2E/N (token-weighted)."""
-    vals = [v for v in (_predicted_ms(r) for r in result.records) if v is not None]
-    done = [r for r in result.records if _predicted_ms(r) is not None]
+    done, vals = [], []
+    for r in result.records:
+        v = _predicted_ms(r)
+        if v is not None:
+            done.append(r)
+            vals.append(v)
     if not vals:
         return {}
     out = {

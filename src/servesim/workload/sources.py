@@ -90,7 +90,36 @@ class OpenLoopSource:
         """Open loop: arrivals do not depend on completions."""
 
 
-class ClosedLoopSource:
+class _ClientHeap:
+    """Closed-loop plumbing shared by the closed-loop sources: issued requests wait in a heap by arrival, and a
+    finished request makes its client issue the next one (subclasses define _issue)."""
+
+    _pending: list[tuple[float, int, RequestSpec]]
+    _in_flight: set[int]
+    _think_s: float
+
+    def _issue(self, client: int, arrival_s: float) -> None:
+        raise NotImplementedError
+
+    def peek_arrival_s(self) -> float | None:
+        """Arrival time (s) of the earliest request issued and not yet popped, or None."""
+        return self._pending[0][0] if self._pending else None
+
+    def pop(self) -> RequestSpec:
+        """Remove and return the earliest pending request."""
+        _, _, spec = heapq.heappop(self._pending)
+        self._in_flight.add(spec.id)
+        return spec
+
+    def on_finish(self, spec: RequestSpec, finish_s: float) -> None:
+        """The request finished (or was rejected) at finish_s (s): its client sends the next one."""
+        if spec.id not in self._in_flight or spec.client is None:
+            raise ValueError(f"on_finish for request {spec.id} that this source has not handed out (or twice)")
+        self._in_flight.remove(spec.id)
+        self._issue(spec.client, finish_s + self._think_s)
+
+
+class ClosedLoopSource(_ClientHeap):
     """N clients in a closed loop: the first N requests arrive at start_s; each finish releases the next.
 
     A request finishing (or rejected) at t makes its client's next request arrive at t + think_time_s.
@@ -132,22 +161,6 @@ class ClosedLoopSource:
         heapq.heappush(self._pending, (arrival_s, spec.id, spec))
         self._issued += 1
 
-    def peek_arrival_s(self) -> float | None:
-        """Arrival time (s) of the earliest request issued and not yet popped, or None."""
-        return self._pending[0][0] if self._pending else None
-
-    def pop(self) -> RequestSpec:
-        """Remove and return the earliest pending request."""
-        _, _, spec = heapq.heappop(self._pending)
-        self._in_flight.add(spec.id)
-        return spec
-
-    def on_finish(self, spec: RequestSpec, finish_s: float) -> None:
-        """The request finished (or was rejected) at finish_s (s): its client sends the next one."""
-        if spec.id not in self._in_flight or spec.client is None:
-            raise ValueError(f"on_finish for request {spec.id} that this source has not handed out (or twice)")
-        self._in_flight.remove(spec.id)
-        self._issue(spec.client, finish_s + self._think_s)
 
 
 def check_sorted(specs: Iterable[RequestSpec], where: str = "requests") -> None:
@@ -195,7 +208,7 @@ class ListSource:
         """Replayed arrivals do not depend on completions."""
 
 
-class ClosedLoopListSource:
+class ClosedLoopListSource(_ClientHeap):
     """Replays explicit RequestSpecs in order through N closed-loop clients (GuideLLM synchronous/throughput).
 
     The first N requests arrive at start_s; each finish (or rejection) at t sends the next unsent request
@@ -222,19 +235,3 @@ class ClosedLoopListSource:
                            base.prefix_tokens, client, base.stage)
         heapq.heappush(self._pending, (arrival_s, self._next, spec))
 
-    def peek_arrival_s(self) -> float | None:
-        """Arrival time (s) of the earliest issued request not yet popped, or None."""
-        return self._pending[0][0] if self._pending else None
-
-    def pop(self) -> RequestSpec:
-        """Remove and return the earliest pending request."""
-        _, _, spec = heapq.heappop(self._pending)
-        self._in_flight.add(spec.id)
-        return spec
-
-    def on_finish(self, spec: RequestSpec, finish_s: float) -> None:
-        """The client of a finished request sends the next request of the list."""
-        if spec.id not in self._in_flight or spec.client is None:
-            raise ValueError(f"on_finish for request {spec.id} that this source has not handed out (or twice)")
-        self._in_flight.remove(spec.id)
-        self._issue(spec.client, finish_s + self._think_s)
