@@ -27,6 +27,6 @@ clean:
 accuracy: $(VENV)/.installed
 	mkdir -p docs/accuracy
 	$(BIN)/servesim calibrate --suite seed13 --suite inference-perf-h100 --suite guidellm-h100 \
-	    --cv leave-one-model-out --iterations 6 \
+	    --cv leave-one-model-out --iterations 6 --workers 2 \
 	    --output src/servesim/data/calibration/default.json --report docs/accuracy/calibration_report.json
 	$(BIN)/python scripts/accuracy_report.py

@@ -83,3 +83,22 @@ def test_default_calibration_ships_and_runs():
     assert cal.fitted_on and cal.notes.get("cv_mape") is not None
     m = cal.model(L7, H100, 1)
     assert 0.003 < m.step_time(StepPlan(decode_ctx=(300,))) < 0.02
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_step_time_fast_path_has_the_bits_of_explain(overlap):
+    import random
+
+    m = load_calibration().model(load_model("llama-2-70b-hf"), H100, 4)
+    m.overlap_cpu = overlap
+    rng = random.Random(7)
+    for _ in range(300):
+        k = rng.randint(0, 3)
+        plan = StepPlan(tuple(rng.randint(1, 3000) for _ in range(k)), tuple(rng.randint(0, 9000) for _ in range(k)),
+                        tuple(rng.randint(1, 9000) for _ in range(rng.randint(0 if k else 1, 300))))
+        assert m.step_time(plan) == m.explain(plan).seconds
+        phi = m.effective(plan)
+        t = 0.0
+        for a, b in zip(m.theta, phi):
+            t += a * b
+        assert m.step_time(plan) == t

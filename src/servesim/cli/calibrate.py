@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
         iterations: int = typer.Option(5, "--iterations", min=1, help="Fixed-point iterations (simulate, solve)."),
         fit_window: Optional[float] = typer.Option(300.0, "--fit-window", help="Fit on the first N seconds of each load stage of open-loop runs (speed); 0 = whole runs."),
         layers_over_tp: bool = typer.Option(False, "--layers-over-tp/--layers", help="The per-layer overhead feature as layers/TP (the seed's form) or layers."),
+        workers: int = typer.Option(1, "--workers", min=1, help="Processes for the cross-validation folds (same results)."),
     ) -> None:
         """Fit θ (and the front-end latency) on real runs; with --cv, report held-out errors per model."""
         from servesim.latency.calibration import Calibration, save_calibration
@@ -58,7 +59,7 @@ def register(app: typer.Typer) -> None:
         doc: dict = {"fitted_on": sorted({f"{e.name}/{r.name}" for e, r in units}), "left_out_saturated": sorted(sat)}
         if cv == "leave-one-model-out":
             with err.status("leave-one-model-out folds") as status:
-                folds = leave_one_model_out(units, fit_window_s=window, iterations=iterations, start=start,
+                folds = leave_one_model_out(units, fit_window_s=window, iterations=iterations, start=start, workers=workers,
                                             on_fold=lambda f: status.update(f"fold without {f.held_out} done"))
             rep = cv_report(folds)
             _table(console, rep, "held-out (leave-one-model-out) errors")

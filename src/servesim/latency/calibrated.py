@@ -18,10 +18,15 @@ step_time(plan) = Σ_k θ_k · φ_k(plan), with every feature a roofline quantit
 
 Under vLLM's async scheduling the CPU work of step k+1 overlaps the GPU work of step k, so a step lasts
 max(GPU part, CPU part) instead of their sum (GPU part: the first eight features; CPU part: the last three).
-A GEMM is memory- or compute-bound by comparing the two times at the seed's bandwidth factor 0.82;
-decode-only steps pad the batch to the next CUDA-graph capture size (vLLM pads decode batches), so
-their GEMMs see the padded M. The coefficients come from `servesim calibrate` (fitted on real runs,
-cross-validated) and are carried by a `Calibration` (servesim/calibration.py).
+Each GEMM sits on the side of the roofline its fitted cost puts it on: it counts in gemm_compute_s
+when θ_compute · compute ≥ θ_memory · bytes / bandwidth, else in gemm_memory_s, so it costs
+max(θ_memory · memory, θ_compute · compute) — continuous and monotone in M (StepFeatures.compute_bound_at
+holds θ_compute / θ_memory; 0.82, the seed's bandwidth factor, when no calibration sets it). A step of at
+most 512 tokens pads its token count to the next CUDA-graph capture size, as vLLM V1's model runner does
+for every batch it runs under (piecewise or full) CUDA graphs, so its GEMMs see the padded M. With every
+θ ≥ 0 the step time is then monotone: more tokens, requests or context never make a step shorter.
+The coefficients come from `servesim calibrate` (fitted on real runs, cross-validated) and are carried
+by a `Calibration` (servesim/calibration.py).
 """
 
 from __future__ import annotations
@@ -52,13 +57,13 @@ GPU_FEATURES = 8  # FEATURES[:8] run on the GPU, FEATURES[8:] are CPU work (hidd
 # Element-wise activation traffic per token per layer, in hidden-size units: 2 RMSNorms and 2 residual adds
 # (read + write each, replicated under TP) and RoPE, plus SiLU·mul over the sharded MLP width (3 × ff / TP).
 ACTIVATION_PASSES = 6
-REFERENCE_BW_EFFICIENCY = 0.82  # only decides which side of the roofline a GEMM is on
-# vLLM V1's default CUDA-graph capture sizes (decode batches are padded up to the next one).
+REFERENCE_BW_EFFICIENCY = 0.82  # which side of the roofline a GEMM is on, when no calibration decides it
+# vLLM V1's default CUDA-graph capture sizes (a batch of at most 512 tokens is padded up to the next one).
 CUDA_GRAPH_SIZES = (1, 2, 4) + tuple(range(8, 256 + 1, 8)) + tuple(range(272, 512 + 1, 16))
 
 
 def padded_batch(n: int) -> int:
-    """The CUDA-graph batch size a decode-only step of n requests runs at (n itself above 512)."""
+    """The CUDA-graph size a step of n scheduled tokens runs at (n itself above 512, where vLLM runs eager)."""
     i = bisect.bisect_left(CUDA_GRAPH_SIZES, n)
     return CUDA_GRAPH_SIZES[i] if i < len(CUDA_GRAPH_SIZES) else n
 
@@ -75,6 +80,8 @@ class StepFeatures:
     tp: int = 1
     layers_over_tp: bool = False  # the `layers` feature as L / TP (the seed's form) instead of L
     pad_cuda_graphs: bool = True
+    # A GEMM is compute-bound when compute ≥ bytes / (HBM peak · this): θ_compute / θ_memory of a calibration.
+    compute_bound_at: float = REFERENCE_BW_EFFICIENCY
     _gemm_cache: dict[int, tuple[float, float]] = field(default_factory=dict, repr=False)
     _prefill_eff: dict[int, float] = field(default_factory=dict, repr=False)  # sequence length -> efficiency
     _layer_gemms: dict[int, tuple[float, float]] = field(default_factory=dict, repr=False)  # m_tokens -> (mem, comp)
@@ -113,7 +120,7 @@ class StepFeatures:
             for count, gemms in self._rc.layer_sets:
                 for g in gemms:
                     _, flops, wbytes, compute = self._rc._gemm(g, m_tokens)
-                    if compute >= wbytes / (self.bw * REFERENCE_BW_EFFICIENCY):
+                    if compute >= wbytes / (self.bw * self.compute_bound_at):
                         comp += count * compute
                     else:
                         mem += count * wbytes / self.bw
@@ -125,7 +132,7 @@ class StepFeatures:
             k, n = self._lm
             eff = self.tables.gemm.efficiency(seqs, k, n, exact=True)
             lc, lb = 2.0 * seqs * k * n / (self.peak * eff), k * n * b
-            lm = self._lm_head[seqs] = (True, lc) if lc >= lb / (self.bw * REFERENCE_BW_EFFICIENCY) else (False, lb / self.bw)
+            lm = self._lm_head[seqs] = (True, lc) if lc >= lb / (self.bw * self.compute_bound_at) else (False, lb / self.bw)
         if lm[0]:
             comp += lm[1]
         else:
@@ -144,10 +151,10 @@ class StepFeatures:
         if seqs == 0:
             return [0.0] * len(FEATURES)
         tokens = sum(new) + d
-        if new or not self.pad_cuda_graphs:
-            m_gemm = tokens
+        if self.pad_cuda_graphs:
+            m_gemm = _PADDED[tokens] if tokens < len(_PADDED) else tokens
         else:
-            m_gemm = _PADDED[d] if d < len(_PADDED) else padded_batch(d)
+            m_gemm = tokens
         hit = self._gemm_cache.get(m_gemm * 4096 + seqs)
         g_mem, g_comp = hit if hit is not None else self.gemm(m_gemm, seqs)
         pre = 0.0
@@ -194,10 +201,21 @@ class CalibratedModel:
 
     def step_time(self, plan: StepPlan) -> float:
         """Seconds for this step: θ·φ, or max(GPU part, CPU part) under async scheduling."""
-        phi = self.effective(plan)
-        t = 0.0
-        for a, b in zip(self.theta, phi):
-            t += a * b
+        phi = self.features(plan)
+        th = self.theta
+        if self.overlap_cpu:
+            # Same additions in the same order as θ·effective(plan) (the hidden part adds exact zeros).
+            gpu = 0.0
+            for i in range(GPU_FEATURES):
+                gpu += th[i] * phi[i]
+            cpu = 0.0
+            for i in range(GPU_FEATURES, len(phi)):
+                cpu += th[i] * phi[i]
+            t = gpu if gpu >= cpu else cpu
+        else:
+            t = 0.0
+            for a, b in zip(th, phi):
+                t += a * b
         if self.extra_overhead is not None:
             t += self.extra_overhead.for_step(bool(plan.prefill_new), bool(plan.decode_ctx))  # type: ignore[attr-defined]
         return t

@@ -12,7 +12,7 @@ from servesim.config.bundled import DATA_DIR
 from servesim.config.hardware import Hardware
 from servesim.config.model import ModelSpec
 from servesim.errors import ConfigError
-from servesim.latency.calibrated import FEATURES, CalibratedModel, StepFeatures
+from servesim.latency.calibrated import FEATURES, REFERENCE_BW_EFFICIENCY, CalibratedModel, StepFeatures
 
 DEFAULT_CALIBRATION = DATA_DIR / "calibration" / "default.json"
 
@@ -34,9 +34,15 @@ class Calibration:
         """θ in FEATURES order (missing features are 0)."""
         return tuple(float(self.theta.get(k, 0.0)) for k in FEATURES)
 
+    def compute_bound_at(self) -> float:
+        """θ_compute / θ_memory: where a GEMM's fitted compute cost overtakes its fitted memory cost."""
+        mem, comp = self.theta.get("gemm_memory_s", 0.0), self.theta.get("gemm_compute_s", 0.0)
+        return comp / mem if mem > 0 and comp > 0 else REFERENCE_BW_EFFICIENCY
+
     def model(self, model: ModelSpec, hardware: Hardware, tp: int) -> CalibratedModel:
         """The calibrated step-time model for this model, GPU and TP degree."""
-        feats = StepFeatures(model, hardware, tp, layers_over_tp=self.layers_over_tp, pad_cuda_graphs=self.pad_cuda_graphs)
+        feats = StepFeatures(model, hardware, tp, layers_over_tp=self.layers_over_tp, pad_cuda_graphs=self.pad_cuda_graphs,
+                             compute_bound_at=self.compute_bound_at())
         return CalibratedModel(feats, self.vector(), name=f"calibrated:{self.name}")
 
     def to_dict(self) -> dict[str, Any]:

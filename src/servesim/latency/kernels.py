@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
+
 from servesim.config.bundled import kernel_dir
 
 GEMM_TABLE_PEAK_FLOPS = 1979e12  # the GEMM csv's mfu is relative to H100 dense FP8
@@ -47,6 +49,14 @@ class _Curve:
         return _interp(self.xs, self.exact if exact else self.mfu, x)
 
 
+def _suffix_min(values: list[float]) -> list[float]:
+    """values[i] replaced by min(values[i:]): the largest non-increasing-from-the-right envelope below them."""
+    out = list(values)
+    for i in range(len(out) - 2, -1, -1):
+        out[i] = min(out[i], out[i + 1])
+    return out
+
+
 def _nonzero_fill(values: list[float]) -> list[float]:
     """Replace values below MFU_FLOOR with the nearest non-zero neighbour (BLIS's zero-mfu fallback)."""
     good = [i for i, v in enumerate(values) if v >= MFU_FLOOR]
@@ -63,13 +73,17 @@ class GemmTable:
         with path.open() as fh:
             for r in csv.DictReader(fh):
                 m, k, n = int(r["m"]), int(r["k"]), int(r["n"])
-                lat = float(r["latency_us"]) * 1e-6
-                rows.setdefault((k, n), []).append((m, float(r["mfu"]), 2.0 * m * k * n / (lat * GEMM_TABLE_PEAK_FLOPS)))
+                rows.setdefault((k, n), []).append((m, float(r["mfu"]), float(r["latency_us"]) * 1e-6))
         self.shapes = sorted(rows)
-        self.curves = {
-            kn: _Curve([float(m) for m, _, _ in sorted(v)], _nonzero_fill([x for _, x, _ in sorted(v)]), [e for _, _, e in sorted(v)])
-            for kn, v in rows.items()
-        }
+        self.curves = {}
+        for (k, n), v in rows.items():
+            v.sort()
+            # Exact reading, isotonic in M: a GEMM of M rows can be run padded to any M' > M, so a latency
+            # above a larger M's latency is measurement noise (≤ 4 % in the H100 table); keeping it would
+            # make more tokens cost less.
+            lat = _suffix_min([t for _, _, t in v])
+            exact = [2.0 * m * k * n / (t * GEMM_TABLE_PEAK_FLOPS) for (m, _, _), t in zip(v, lat)]
+            self.curves[(k, n)] = _Curve([float(m) for m, _, _ in v], _nonzero_fill([x for _, x, _ in v]), exact)
 
     @lru_cache(maxsize=4096)
     def nearest_shape(self, k: int, n: int) -> tuple[int, int]:
@@ -94,10 +108,15 @@ class PrefillAttentionTable:
             pts = []
             with path.open() as fh:
                 for r in csv.DictReader(fh):
-                    s, lat = int(r["seq_len"]), float(r["latency_us"]) * 1e-6
-                    pts.append((s, float(r["mfu"]), 2.0 * h * s * s * dh / (lat * ATTN_TABLE_PEAK_FLOPS)))
+                    pts.append((int(r["seq_len"]), float(r["mfu"]), float(r["latency_us"]) * 1e-6))
             pts.sort()
-            self.curves[(h, hkv, dh)] = _Curve([float(s) for s, _, _ in pts], _nonzero_fill([m for _, m, _ in pts]), [e for _, _, e in pts])
+            # Exact reading with the latency per token non-decreasing in the sequence length: each token of a
+            # causal prefill attends to all before it, so its cost cannot fall as the sequence grows. (This
+            # also keeps a chunk's cost, FLOPs / efficiency at p + n, monotone in its context p; the H100
+            # table already satisfies it.)
+            per_token = _suffix_min([t / s for s, _, t in pts])
+            exact = [2.0 * h * s * dh / (pt * ATTN_TABLE_PEAK_FLOPS) for (s, _, _), pt in zip(pts, per_token)]
+            self.curves[(h, hkv, dh)] = _Curve([float(s) for s, _, _ in pts], _nonzero_fill([m for _, m, _ in pts]), exact)
 
     @lru_cache(maxsize=256)
     def nearest_config(self, h: int, hkv: int, dh: int) -> tuple[int, int, int]:
@@ -159,6 +178,15 @@ class DecodeAttentionTable:
         tps = sorted(t for a, b, c, t in self.grids if (a, b, c) == cfg)
         return (*cfg, min(tps, key=lambda t: (abs(t - tp), t)))
 
+    @lru_cache(maxsize=64)
+    def marginals(self, h: int, hkv: int, dh: int, tp: int) -> DecodeMarginals:
+        """The nearest config's grid (exact reading) as monotone marginal per-request latencies."""
+        cfg = self.nearest_config(h, hkv, dh, tp)
+        bss, kvs, grid = self.grids[cfg]
+        per_token = 4.0 * (cfg[0] / cfg[3]) * cfg[2]
+        latency = [[per_token * k * b / (e * ATTN_TABLE_PEAK_FLOPS) for k, e in zip(kvs, row)] for b, row in zip(bss, grid[True])]
+        return decode_marginals(bss, kvs, latency, per_token)
+
     def efficiency(self, batch: float, kv_len: float, h: int, hkv: int, dh: int, tp: int, *, exact: bool = False) -> float:
         """Fraction of the BF16 peak reached (full FLOPs of H/tp heads) at this batch size and KV length."""
         bss, kvs, grid = self.grids[self.nearest_config(h, hkv, dh, tp)]
@@ -173,6 +201,56 @@ class DecodeAttentionTable:
         top = g[i - 1][j - 1] * (1 - tk) + g[i - 1][j] * tk
         bottom = g[i][j - 1] * (1 - tk) + g[i][j] * tk
         return top * (1 - tb) + bottom * tb
+
+
+@dataclass(frozen=True)
+class DecodeMarginals:
+    """Decode attention as marginal per-request latencies, monotone by construction (seconds, one layer).
+
+    The table measures uniform batches: T(b, c) = latency of b requests all at KV length c. A batch of
+    mixed lengths sorted longest first, c_(1) >= c_(2) >= ..., costs Σ_j U(j, c_(j)) with
+    U(j, c) = T(j, c) - T(j - 1, c), the cost the j-th request adds (T linear in b between measured batch
+    sizes, proportional to b below the first and beyond the last). Uniform batches read the table exactly.
+    With U >= 0 and non-decreasing in c (enforced on the grid below), adding a request or lengthening one
+    never lowers the sum. U is constant in j between measured batch sizes, so row `seg` holds U for the
+    requests ranked in (bounds[seg - 1], bounds[seg]] (seg 0: ranks 1 .. bounds[0]; the last row: beyond).
+    """
+
+    bounds: tuple[int, ...]  # measured batch sizes: the ranks where U changes
+    kvs: np.ndarray  # measured KV lengths
+    rows: np.ndarray  # rows[seg, k]: U for ranks in segment seg at kvs[k], seconds
+    flops_per_token: float  # attention FLOPs of one request per KV token in the table's kernel (4 · H/tp · d_h)
+
+    def row(self, seg: int, lo: int, hi: int) -> np.ndarray:
+        """U(seg, c) for c = lo .. hi - 1 (s): linear in c between measured lengths, proportional outside."""
+        c = np.arange(lo, hi, dtype=np.float64)
+        kvs, u = self.kvs, self.rows[seg]
+        inside = np.interp(c, kvs, u)
+        # Outside the measured lengths the kernel keeps its efficiency: latency proportional to c.
+        return np.where(c < kvs[0], u[0] * c / kvs[0], np.where(c > kvs[-1], u[-1] * c / kvs[-1], inside))
+
+    def batch_time(self, ctx_desc: list[int]) -> float:
+        """Σ_j U(j, c_(j)) for KV lengths sorted longest first (s, one layer): the scalar reference."""
+        total = 0.0
+        for j, c in enumerate(ctx_desc):
+            seg = bisect_left(self.bounds, j + 1)
+            total += float(self.row(seg, c, c + 1)[0])
+        return total
+
+
+def decode_marginals(bss: list[float], kvs: list[float], latency: list[list[float]], flops_per_token: float) -> DecodeMarginals:
+    """DecodeMarginals from a uniform-batch latency grid latency[b][k] (s), cleaned to be monotone."""
+    lat = np.array([_suffix_min(r) for r in latency], dtype=np.float64)  # isotonic in KV length
+    rows, prev_t, prev_b = [], np.zeros(len(kvs)), 0.0
+    for b, t in zip(bss, lat):
+        # The batch's increment over the previous measured batch, made >= 0 and non-decreasing in KV length
+        # (a longer request cannot add less): a running max, which only raises latencies (≤ noise level).
+        inc = np.maximum.accumulate(np.maximum(t - prev_t, 0.0))
+        prev_t = prev_t + inc
+        rows.append(inc / (b - prev_b))
+        prev_b = b
+    rows.append(prev_t / prev_b)  # beyond the largest batch: its per-request latency
+    return DecodeMarginals(tuple(int(b) for b in bss), np.asarray(kvs, dtype=np.float64), np.array(rows), flops_per_token)
 
 
 @dataclass(frozen=True)

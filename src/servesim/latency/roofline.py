@@ -5,6 +5,9 @@ seed report's tables compare like for like. `roofline-v2-corrected` keeps the sa
 what §2.7 and §6 list: explicit table units at full precision, one forward pass per step (GEMMs over all
 tokens, weights loaded once), exact causal prefill FLOPs, MFU looked up at TP-sharded shapes, LM head,
 TP all-reduce, MoE experts, and per-kernel max(compute, memory) summed over the kernels of the pass.
+Decode attention is costed from the uniform-batch latency grid as marginal per-request latencies
+(kernels.DecodeMarginals), so with no overhead the step time never falls when a step gets more tokens,
+more requests or longer contexts.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import math
 from array import array as _u64
 from bisect import bisect_left
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 
@@ -19,7 +23,7 @@ import numpy as np
 
 from servesim.config.hardware import Hardware
 from servesim.config.model import Gemm, ModelSpec
-from servesim.latency.kernels import GEMM_TABLE_PEAK_FLOPS, DecodeAttentionTable, KernelTables, load_kernel_tables
+from servesim.latency.kernels import ATTN_TABLE_PEAK_FLOPS, GEMM_TABLE_PEAK_FLOPS, DecodeAttentionTable, KernelTables, load_kernel_tables
 from servesim.latency.overhead import Overhead, make_overhead
 from servesim.latency.plan import Component, StepPlan, StepTime
 
@@ -83,7 +87,7 @@ class _Rows:
         self.rows: dict[object, list[float]] = {}
         self.entries = 0
 
-    def terms(self, key: object, get, ctx: tuple[int, ...]) -> tuple[float, ...]:  # type: ignore[no-untyped-def]
+    def terms(self, key: object, get, ctx: Sequence[int]) -> tuple[float, ...]:  # type: ignore[no-untyped-def]
         row = self.rows.get(key)
         if row is not None:
             try:
@@ -102,7 +106,7 @@ class _Rows:
         return get(row)
 
 
-def _getter(ctx: tuple[int, ...]):  # type: ignore[no-untyped-def]
+def _getter(ctx: Sequence[int]):  # type: ignore[no-untyped-def]
     """An itemgetter of the contexts for the row tables, or None when they cannot serve them: a negative
     or non-int context (the caller takes its scalar path). array('Q') checks both in C."""
     try:
@@ -356,7 +360,12 @@ class RooflineCorrected:
         if m.num_moe_layers:
             self.layer_sets.append((m.num_moe_layers, m.attention_gemms() + m.mlp_gemms(True)))
         self._gemm_cache: dict[int, tuple[float, float, float, float]] = {}
-        self._eff_cache: dict[tuple[int, int], float] = {}
+        self._marginals = self.tables.decode.marginals(m.num_heads, m.num_kv_heads, m.head_dim, self.tp)
+        # Decode attention of this model from the table's kernel: scale by the FLOPs per KV token (heads per
+        # GPU, head size, all layers) over the table's, and by the table's peak over this GPU's.
+        self._decode_scale = (4.0 * (m.num_heads / self.tp) * m.head_dim * m.num_layers / self._marginals.flops_per_token
+                              * ATTN_TABLE_PEAK_FLOPS / self.attn_peak)
+        self._segments = tuple(zip((0, *self._marginals.bounds), (*self._marginals.bounds, None)))
         # step_time() fast path.
         self._rows = _Rows(self._fill_row)
         self._prefill_eff: dict[int, float] = {}
@@ -422,18 +431,12 @@ class RooflineCorrected:
         if plan.prefill_new:
             ps = max(pc, pb / self.bw)
             comps.append(Component("attention.prefill", pf, pb, pc, pb / self.bw, ps, "compute" if pc >= pb / self.bw else "memory"))
-        # Decode attention: one paged-attention kernel over the batch, efficiency per request's KV length.
+        # Decode attention: one paged-attention kernel over the batch, as marginal per-request latencies.
         D = len(plan.decode_ctx)
-        df = db = dc = 0.0
-        cache = self._eff_cache
+        df = db = 0.0
         for c in plan.decode_ctx:
-            f = 4.0 * heads * m.head_dim * c * L
-            eff = cache.get((D, c))
-            if eff is None:
-                eff = self.tables.decode.efficiency(D, c, m.num_heads, m.num_kv_heads, m.head_dim, tp, exact=True)
-                if len(cache) < 1_000_000:
-                    cache[(D, c)] = eff
-            df, dc, db = df + f, dc + f / (self.attn_peak * eff), db + self.kv_token_gpu * (c + 1)
+            df, db = df + 4.0 * heads * m.head_dim * c * L, db + self.kv_token_gpu * (c + 1)
+        dc = self._decode_attention_s(plan.decode_ctx) if D else 0.0
         if D:
             ds = max(dc, db / self.bw)
             comps.append(Component("attention.decode", df, db, dc, db / self.bw, ds, "compute" if dc >= db / self.bw else "memory"))
@@ -481,7 +484,7 @@ class RooflineCorrected:
             get = _getter(ctx)
             if get is None:
                 return self.explain(plan).seconds
-            dc = sum(self._rows.terms(D, get, ctx))
+            dc = self._decode_attention_s(ctx)
             kv = self.kv_token_gpu
             db_int = kv * (sum(ctx) + D)
             if self._kv_integral and db_int < 2**53:
@@ -503,16 +506,29 @@ class RooflineCorrected:
             gpu += 2 * L * (self.allreduce_latency_s + 2.0 * (tp - 1) / tp * msg / link)
         return gpu + self.overhead.for_step(bool(new), bool(ctx))
 
+    def _decode_attention_s(self, ctx: tuple[int, ...]) -> float:
+        """Decode attention compute seconds of a batch: Σ_j U(j, c_(j)) over the contexts sorted longest first,
+        each rank's marginal latency read from its segment's row (kernels.DecodeMarginals), all layers."""
+        ranked = sorted(ctx, reverse=True)
+        total = 0.0
+        for seg, (a, b) in enumerate(self._segments):
+            part = ranked[a:b]
+            if not part:
+                break
+            get = _getter(part)
+            if get is None:  # a context the row tables cannot index (negative): evaluate each on its own
+                total += sum(self._fill_row(seg, c, c + 1)[0] for c in part)
+            else:
+                total += sum(self._rows.terms(seg, get, part))
+        return total
+
     def _fill_row(self, key: object, lo: int, hi: int) -> list[float]:
-        """Row `key` of the decode terms for contexts lo .. hi - 1: batch D -> attention compute seconds
-        f(c) / (peak · eff(D, c)); "db" -> KV bytes kv·(c + 1) (used only when kv is not integral)."""
-        m = self.model
+        """Row `key` of the decode terms for contexts lo .. hi - 1: segment index -> attention compute seconds
+        of a request ranked in that segment (all layers); "db" -> KV bytes kv·(c + 1) (when kv is not integral)."""
         c = np.arange(lo, hi, dtype=np.float64)
         if key == "db":
             return (self.kv_token_gpu * (c + 1)).tolist()
-        eff = decode_efficiency_row(self.tables.decode, key, lo, hi, m.num_heads, m.num_kv_heads, m.head_dim, self.tp, True)  # type: ignore[arg-type]
-        f = 4.0 * (m.num_heads / self.tp) * m.head_dim * c * m.num_layers
-        return (f / (self.attn_peak * eff)).tolist()
+        return (self._marginals.row(key, lo, hi) * self._decode_scale).tolist()  # type: ignore[arg-type]
 
 
 LATENCY_MODELS = {"roofline-v2": RooflineV2, "roofline-v2-corrected": RooflineCorrected}

@@ -7,7 +7,12 @@ the part of a step) between the request's hand-over to the engine and its first 
 front-end latency and idle_r the engine's idle time in that window. So: simulate with the current θ,
 collect A_r, solve a bounded linear least-squares problem (scipy.optimize.lsq_linear, θ ≥ 0) on the
 relative errors of each measured run's mean TTFT, mean ITL and mean E2E (per load stage), then
-re-simulate with the new θ; a few damped iterations reach a fixed point. Saturated runs are left out.
+re-simulate with the new θ, damped; the best iterate (by its real, simulated error) is kept. The
+linearisation holds only while the schedule stays put: a step that moves θ far can tip runs into
+queueing and make the real error much worse (seen: the objective jumping 0.5 → 11 → 2 → 270 with plain
+damped steps, so the iterate a fold ended on was luck). So a step whose simulated objective exceeds
+GUARD × the best so far is halved, up to three times; if it still does, the fit stops at the best iterate.
+Saturated runs are left out.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from servesim.validation.measured import Experiment, MeasuredRun
 from servesim.validation.runner import replay
 
 PARAMS = FEATURES + ("frontend", "frontend_per_token")
+GUARD = 1.25  # a fit step may raise the simulated objective to at most this × the best so far (else: shorter step)
 # Physically motivated starting point: 1/0.82 bandwidth, tables' compute efficiency, 0.5 ms/step, 30 µs/layer.
 INITIAL = {"gemm_memory_s": 1 / 0.82, "gemm_compute_s": 1.0, "attention_prefill_s": 1.0, "attention_decode_s": 1 / 0.82,
            "activations_s": 1.0,
@@ -228,35 +234,57 @@ def fit(
     name: str = "fit",
     on_iteration: Callable[[int, Calibration], None] | None = None,
 ) -> FitResult:
-    """Fit θ and the front-end latency on these measured runs (fixed-point iterations, see module doc)."""
-    if start is None:
-        starts = [Calibration({k: p[k] for k in FEATURES}, p["frontend"], p["frontend_per_token"], name="initial")
-                  for p in (INITIAL, ALTERNATIVE)]
-        start, _ = select_start(units, starts)
+    """Fit θ and the front-end latency on these measured runs (fixed-point iterations, see module doc).
+
+    Without a start, the fit runs from each of the two physical starting points (INITIAL, ALTERNATIVE) to
+    its end and keeps the one with the lower training objective: the fixed point depends on the start."""
+    if start is not None:
+        return _fit_from(units, start, iterations, damping, fixed, bounds, name, on_iteration)[1]
+    starts = [Calibration({k: p[k] for k in FEATURES}, p["frontend"], p["frontend_per_token"], name="initial")
+              for p in (INITIAL, ALTERNATIVE)]
+    runs = [_fit_from(units, s, iterations, damping, fixed, bounds, name, on_iteration) for s in starts]
+    return min(runs, key=lambda r: r[0])[1]
+
+
+def _fit_from(units: list[tuple[Experiment, MeasuredRun]], start: Calibration, iterations: int, damping: float,
+              fixed: dict[str, float] | None, bounds: dict[str, tuple[float, float]] | None, name: str,
+              on_iteration: Callable[[int, Calibration], None] | None) -> tuple[float, FitResult]:
+    """(best training objective, fit) of the guarded fixed-point iterations from one start."""
     cal = start
     x = np.array([*cal.vector(), cal.frontend_latency_s, cal.frontend_per_token_s])
-    history = []
     fitted_on = sorted({f"{e.name}/{r.name}" for e, r in units})
-    best: tuple[float, Calibration, list[LinearForms], np.ndarray] | None = None
-    for it in range(iterations + 1):
-        forms = collect_forms(units, cal)
-        # The residuals at the current θ are the simulation's real errors (not a linearised estimate):
-        # keep the best iterate, since the fixed point can oscillate when the schedule is sensitive to θ.
-        score = objective(forms, x)
-        if best is None or score < best[0]:
-            best = (score, cal, forms, x.copy())
-        history.append({**{k: float(v) for k, v in zip(PARAMS, x)}, "objective": score})
+    # The residuals at θ are the simulation's real errors (not a linearised estimate).
+    forms = collect_forms(units, cal)
+    score = objective(forms, x)
+    best = (score, cal, forms, x)
+    history = [{**{k: float(v) for k, v in zip(PARAMS, x)}, "objective": score}]
+    if on_iteration is not None:
+        on_iteration(0, cal)
+    for it in range(1, iterations + 1):
+        target = solve(forms, fixed=fixed, bounds=bounds)
+        for alpha in _step_sizes(1.0 if it == 1 else damping):
+            x_try = x + alpha * (target - x)
+            cal_try = _calibration(x_try, cal, name, fitted_on)
+            forms_try = collect_forms(units, cal_try)
+            score_try = objective(forms_try, x_try)
+            if score_try <= GUARD * best[0]:
+                break
+        else:
+            break  # even short steps make the real error much worse: stop at the best iterate
+        x, cal, forms, score = x_try, cal_try, forms_try, score_try
+        history.append({**{k: float(v) for k, v in zip(PARAMS, x)}, "objective": score, "alpha": alpha})
+        if score < best[0]:
+            best = (score, cal, forms, x)
         if on_iteration is not None:
             on_iteration(it, cal)
-        if it == iterations:
-            break
-        x_new = solve(forms, fixed=fixed, bounds=bounds)
-        x = x_new if it == 0 else damping * x_new + (1 - damping) * x
-        cal = _calibration(x, cal, name, fitted_on)
-    assert best is not None
-    _, cal, forms, x = best
+    best_score, cal, forms, x = best
     train = {f.unit: {m: (float(a @ x) + c - t) / t * 100.0 for m, a, c, t in f.rows} for f in forms}
-    return FitResult(cal, train, history)
+    return best_score, FitResult(cal, train, history)
+
+
+def _step_sizes(first: float) -> tuple[float, ...]:
+    """Step sizes to try towards the least-squares solution: first, then halved three times."""
+    return tuple(first / 2**k for k in range(4))
 
 
 def select_start(units: list[tuple[Experiment, MeasuredRun]], candidates: list[Calibration]) -> tuple[Calibration, float]:

@@ -60,20 +60,39 @@ def leave_one_model_out(
     bounds: dict[str, tuple[float, float]] | None = None,
     on_fold: Callable[[Fold], None] | None = None,
     evaluate_units: list[tuple[Experiment, MeasuredRun]] | None = None,
+    workers: int = 1,
 ) -> list[Fold]:
-    """For each model: fit on every other model's runs, then predict this model's runs (all of them)."""
+    """For each model: fit on every other model's runs, then predict this model's runs (all of them).
+    Folds are independent: with workers > 1 they run in a process pool (same results, in the same order)."""
     groups = model_groups(units)
     eval_groups = model_groups(evaluate_units) if evaluate_units is not None else groups
-    folds = []
-    for held in sorted(eval_groups):
-        train = [u for m, us in groups.items() if m != held for u in us]
-        result = fit(window_units(train, fit_window_s), iterations=iterations, start=start, fixed=fixed, bounds=bounds,
-                     name=f"lomo-without-{held}")
-        fold = Fold(held, result, evaluate(eval_groups[held], result.calibration))
-        folds.append(fold)
+    jobs = [(held, [u for m, us in groups.items() if m != held for u in us], eval_groups[held]) for held in sorted(eval_groups)]
+    args = (fit_window_s, iterations, start, fixed, bounds)
+    folds: list[Fold] = []
+    if workers > 1 and len(jobs) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+            futures = [pool.submit(_fold, *job, *args) for job in jobs]
+            for fut in futures:
+                folds.append(fut.result())
+                if on_fold is not None:
+                    on_fold(folds[-1])
+        return folds
+    for job in jobs:
+        folds.append(_fold(*job, *args))
         if on_fold is not None:
-            on_fold(fold)
+            on_fold(folds[-1])
     return folds
+
+
+def _fold(held: str, train: list[tuple[Experiment, MeasuredRun]], test: list[tuple[Experiment, MeasuredRun]],
+          fit_window_s: float | None, iterations: int, start: Calibration | None, fixed: dict[str, float] | None,
+          bounds: dict[str, tuple[float, float]] | None) -> Fold:
+    """One leave-one-model-out fold: fit without `held`, evaluate on its runs."""
+    result = fit(window_units(train, fit_window_s), iterations=iterations, start=start, fixed=fixed, bounds=bounds,
+                 name=f"lomo-without-{held}")
+    return Fold(held, result, evaluate(test, result.calibration))
 
 
 def cv_report(folds: list[Fold]) -> ValidationReport:
