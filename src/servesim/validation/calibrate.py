@@ -9,8 +9,8 @@ collect A_r, solve a bounded linear least-squares problem (scipy.optimize.lsq_li
 relative errors of each measured run's mean TTFT, mean ITL and mean E2E (per load stage), then
 re-simulate with the new θ, damped; the best iterate (by its real, simulated error) is kept. The
 linearisation holds only while the schedule stays put: a step that moves θ far can tip runs into
-queueing and make the real error much worse (seen: the objective jumping 0.5 → 11 → 2 → 270 with plain
-damped steps, so the iterate a fold ended on was luck). So a step whose simulated objective exceeds
+queueing and make the real error much worse (seen in one fold with plain damped steps: 0.66 → 13 → 1.7 →
+270 → 3.3 → 106,015, so the iterate a fold ended on was luck). So a step whose simulated objective exceeds
 GUARD × the best so far is halved, up to three times; if it still does, the fit stops at the best iterate.
 Saturated runs are left out.
 """
