@@ -50,7 +50,7 @@ class _Curve:
 
 
 def _suffix_min(values: list[float]) -> list[float]:
-    """values[i] replaced by min(values[i:]): the largest non-increasing-from-the-right envelope below them."""
+    """values[i] replaced by min(values[i:]): the largest non-decreasing sequence nowhere above `values`."""
     out = list(values)
     for i in range(len(out) - 2, -1, -1):
         out[i] = min(out[i], out[i + 1])
@@ -244,7 +244,8 @@ def decode_marginals(bss: list[float], kvs: list[float], latency: list[list[floa
     rows, prev_t, prev_b = [], np.zeros(len(kvs)), 0.0
     for b, t in zip(bss, lat):
         # The batch's increment over the previous measured batch, made >= 0 and non-decreasing in KV length
-        # (a longer request cannot add less): a running max, which only raises latencies (≤ noise level).
+        # (a longer request cannot add less): a running max, which only raises latencies (< 1 % on all but 4
+        # of the 910 H100 cells, at most 8.5 %).
         inc = np.maximum.accumulate(np.maximum(t - prev_t, 0.0))
         prev_t = prev_t + inc
         rows.append(inc / (b - prev_b))
