@@ -234,20 +234,7 @@ class EventSkipper:
             # Phase (a), no allocation can fail: prefilling requests in rank order, then the decode events
             # of the step in one batch (module docstring).
             for k, req in enumerate(pre):
-                n = ns[k]
-                ctx = req.num_computed
-                total = ctx + n
-                if total <= len(req.blocks) * bs:
-                    if caching:
-                        n_full = (total if total < req.num_tokens else req.num_tokens) // bs
-                        if n_full > req.num_cached_blocks:
-                            kv.cache_upto(req, n_full)
-                else:
-                    kv.allocate_slots(req, n)
-                explicit.append(req)
-                p_new.append(n)
-                p_ctx.append(ctx)
-                req.num_computed = total
+                self._schedule_chunk(req, ns[k], s, p_new, p_ctx)
             if ev:
                 self._take_blocks(ev, s)
         else:
@@ -267,20 +254,8 @@ class EventSkipper:
                     ie = j
                 if self._preempted and req.rank >= self._cut:
                     break  # preempted from the tail earlier in this step
-                n = ns[k]
-                ctx = req.num_computed
-                total = ctx + n
-                if total <= len(req.blocks) * bs:
-                    if caching:
-                        n_full = (total if total < req.num_tokens else req.num_tokens) // bs
-                        if n_full > req.num_cached_blocks:
-                            kv.cache_upto(req, n_full)
-                elif not kv.allocate_slots(req, n) and not self._make_room(req, n, s):
+                if not self._schedule_chunk(req, ns[k], s, p_new, p_ctx):
                     break
-                explicit.append(req)
-                p_new.append(n)
-                p_ctx.append(ctx)
-                req.num_computed = total
             else:
                 if ie < ne:
                     self._events_in_order(ev, ie, ne, s, slow)  # type: ignore[arg-type]
@@ -339,6 +314,25 @@ class EventSkipper:
             if d_extra:
                 d_ctx = d_ctx + tuple(d_extra)
         return p_new, p_ctx, d_ctx
+
+    def _schedule_chunk(self, req: EngineRequest, n: int, s: int, p_new: list[int], p_ctx: list[int]) -> bool:
+        """Schedule n more prompt tokens of a running request in step s: cache its newly full blocks, or
+        allocate (preempting from the tail when blocks run out); False when no room can be made."""
+        ctx = req.num_computed
+        total = ctx + n
+        bs = self.bs
+        if total <= len(req.blocks) * bs:
+            if self.caching:
+                n_full = (total if total < req.num_tokens else req.num_tokens) // bs
+                if n_full > req.num_cached_blocks:
+                    self.kv.cache_upto(req, n_full)
+        elif not self.kv.allocate_slots(req, n) and not self._make_room(req, n, s):
+            return False
+        self._explicit.append(req)
+        p_new.append(n)
+        p_ctx.append(ctx)
+        req.num_computed = total
+        return True
 
     def _make_room(self, req: EngineRequest, n: int, s: int) -> bool:
         """vLLM FCFS preemption after a failed allocation: pop the running tail until req fits (True) or is
