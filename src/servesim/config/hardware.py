@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from servesim.config.bundled import DATA_DIR
+from servesim.config.jsonfile import read_json
 from servesim.errors import ConfigError
 
 GIB = 1 << 30
@@ -168,12 +169,7 @@ def load_hardware(name: str | None = "H100", config_file: str | Path | None = No
             return get_preset(name or "H100")
     path = Path(config_file).expanduser()
     where = str(path)
-    try:
-        raw = json.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"--hardware-config {where}: cannot read ({exc.strerror})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{where}: not valid JSON ({exc})") from None
+    raw = read_json(path, f"--hardware-config {where}")
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"{where}: expected a JSON object describing a GPU")
     if any(k in raw for k in BLIS_FIELDS) or any(k in raw for k in Hardware.__dataclass_fields__):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from servesim.config import bundled
+from servesim.config.jsonfile import read_json
 from servesim.errors import ConfigError
 
 # Largest integer accepted for a size in config.json: 2^53 keeps every derived byte count a finite float.
@@ -372,10 +372,4 @@ def load_model(model: str | Path) -> ModelSpec:
 
 
 def _read_config(path: Path, name: str) -> ModelSpec:
-    try:
-        cfg = json.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
-    return spec_from_config(cfg, name, str(path))
+    return spec_from_config(read_json(path, str(path)), name, str(path))

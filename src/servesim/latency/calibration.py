@@ -10,6 +10,7 @@ from typing import Any
 
 from servesim.config.bundled import DATA_DIR
 from servesim.config.hardware import Hardware
+from servesim.config.jsonfile import read_json
 from servesim.config.model import ModelSpec
 from servesim.errors import ConfigError
 from servesim.latency.calibrated import FEATURES, REFERENCE_BW_EFFICIENCY, CalibratedModel, StepFeatures
@@ -71,12 +72,7 @@ def load_calibration(path: str | Path | None = None) -> Calibration:
     """Read a calibration file ('default' or None = the one shipped with the package)."""
     p = DEFAULT_CALIBRATION if path in (None, "default") else Path(path)
     where = f"--calibration {p}"
-    try:
-        raw = json.loads(p.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read ({exc.strerror})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{where}: not valid JSON ({exc})") from None
+    raw = read_json(p, where)
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a JSON object")
     allowed = set(Calibration.__dataclass_fields__)
