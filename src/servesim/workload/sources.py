@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -97,9 +97,7 @@ class _ClientHeap:
     _pending: list[tuple[float, int, RequestSpec]]
     _in_flight: set[int]
     _think_s: float
-
-    def _issue(self, client: int, arrival_s: float) -> None:
-        raise NotImplementedError
+    _issue: Callable[[int, float], None]  # (client, arrival s): queue that client's next request, defined by subclasses
 
     def peek_arrival_s(self) -> float | None:
         """Arrival time (s) of the earliest request issued and not yet popped, or None."""
