@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ from servesim.config.bundled import DATA_DIR
 from servesim.config.hardware import Hardware
 from servesim.config.jsonfile import read_json
 from servesim.config.model import ModelSpec
+from servesim.config.outfile import write_json
 from servesim.errors import ConfigError
 from servesim.latency.calibrated import FEATURES, REFERENCE_BW_EFFICIENCY, CalibratedModel, StepFeatures
 
@@ -51,21 +51,9 @@ class Calibration:
         return asdict(self)
 
 
-def save_calibration(cal: Calibration, path: str | Path) -> None:
-    """Write a calibration JSON file (atomically)."""
-    import os
-    import tempfile
-
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.resolve().parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(cal.to_dict(), fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def save_calibration(cal: Calibration, path: str | Path, flag: str = "--output") -> None:
+    """Write a calibration JSON file (atomically, strict JSON: a non-finite coefficient is refused, naming it)."""
+    write_json(path, cal.to_dict(), flag)
 
 
 def load_calibration(path: str | Path | None = None) -> Calibration:

@@ -64,7 +64,7 @@ class LogHistogram:
         idx = np.ceil(np.log(v[~small]) / self._log_gamma).astype(np.int64) - self._offset
         np.add.at(self._counts, np.clip(idx, 0, len(self._counts) - 1), c[~small])
         self.count += int(c.sum())
-        self._sum += float(np.dot(v, c))
+        self._sum += float(np.sum(v * c))  # not np.dot: its BLAS sum order depends on the thread count (metrics/summary.py)
         self._lo = min(self._lo, float(v.min()))
         self._hi = max(self._hi, float(v.max()))
 

@@ -93,7 +93,9 @@ class Distribution:
         n = int(c.sum())
         if n == 0:
             return cls(0, None, None, None, None, None)
-        return cls(n, float(np.dot(v, c) / n), *weighted_percentiles(v, c, PERCENTILES))
+        # np.sum (pairwise, single-threaded), not np.dot: BLAS splits a long dot product over its threads, so
+        # the last bit followed the thread count (Ray workers run with 1 thread) and answers differed by executor.
+        return cls(n, float(np.sum(v * c) / n), *weighted_percentiles(v, c, PERCENTILES))
 
     def as_dict(self, scale: float = 1.0) -> dict[str, float | None]:
         """{mean, p50, p90, p95, p99}, each multiplied by scale (1000 turns s into ms); None stays None."""

@@ -1,10 +1,12 @@
 """Run a sweep's points through simulate() on a local process pool or on Ray; resumable output.
 
-Each point runs in one worker (`run_point`), whose result depends only on the point's arguments, so
-results are the same whatever the number of workers or the backend; only the order in which lines are
-written follows completion order. Each finished point is appended to the output at once (JSONL: one
-line per point), so an interrupted sweep keeps what it finished, and a rerun skips every point whose
-key (a hash of its full simulate() arguments, `grid.point_key`) is already in the output.
+Each point runs in one worker (`run_point`), whose answer depends only on the point's arguments, and
+every answer is serialised by one function in the parent (`result_line`), so answers are byte-identical
+whatever the number of workers or the executor. Each finished point is appended to the output at once
+(JSONL: one line per point, completion order), so an interrupted sweep keeps what it finished, and a
+rerun skips every point whose key (a hash of its full simulate() arguments, `grid.point_key`) is already
+in the output; when every point has finished the file is rewritten in grid order (atomically). Wall-clock
+seconds per point are never in the answers: they go to OUTPUT_STEM.timings.jsonl beside the output.
 A `.parquet` output is written from a `.partial.jsonl` journal beside it when the sweep ends.
 """
 
@@ -19,10 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from servesim.config.outfile import write_text
 from servesim.errors import ConfigError, ServesimError
 from servesim.sweep.grid import SweepSpec, point_key
 
-__all__ = ["SweepPoint", "load_results", "resolve_base", "run_point", "run_sweep", "run_tasks"]
+__all__ = ["SweepPoint", "load_results", "resolve_base", "result_line", "run_point", "run_sweep", "run_tasks", "timed_point",
+           "timings_path"]
 
 # Config fields copied into each result line next to the summary.
 CONFIG_FIELDS = ("model", "hardware", "tensor_parallel_size", "latency_model", "overhead", "num_gpu_blocks")
@@ -81,16 +85,39 @@ def expand(spec: SweepSpec) -> list[SweepPoint]:
 
 
 def run_point(kwargs: dict[str, Any], summary: str = "exact") -> dict[str, Any]:
-    """Simulate one point; a user error (e.g. the model does not fit) is returned as {"error": message}."""
+    """Simulate one point; a user error (e.g. the model does not fit) is returned as {"error": message}.
+    The answer depends only on the arguments (no wall clock), whichever process or executor runs it."""
     from servesim.simulation import simulate
 
-    started = time.perf_counter()
     try:
         res = simulate(**kwargs, keep_requests=summary == "exact")
     except ServesimError as exc:
-        return {"error": str(exc), "elapsed_s": time.perf_counter() - started}
+        return {"error": str(exc)}
     config = {k: res.config.get(k) for k in CONFIG_FIELDS}
-    return {"config": config, "summary": res.summary, "stages": res.stages or None, "elapsed_s": time.perf_counter() - started}
+    return {"config": config, "summary": res.summary, "stages": res.stages or None}
+
+
+def timed_point(kwargs: dict[str, Any], summary: str = "exact") -> tuple[dict[str, Any], float]:
+    """run_point and its wall-clock seconds, measured in the worker (timings go to the sidecar, never the answers)."""
+    started = time.perf_counter()
+    answer = run_point(kwargs, summary)
+    return answer, time.perf_counter() - started
+
+
+def result_line(point: SweepPoint, name: str | None, answer: dict[str, Any]) -> str:
+    """The one serialisation of a point's answer as a JSONL line (every executor's results pass through it)."""
+    row = _clean({"key": point.key, "index": point.index, "name": name, "params": point.params, **answer})
+    return _line(row)
+
+
+def _line(row: dict[str, Any]) -> str:
+    return json.dumps(row, separators=(",", ":"), allow_nan=False) + "\n"
+
+
+def timings_path(output: str | Path) -> Path:
+    """Where a sweep's wall-clock timings go: OUTPUT_STEM.timings.jsonl beside the output (one line per point run)."""
+    output = Path(output)
+    return output.with_name(output.stem + ".timings.jsonl")
 
 
 def _clean(x: Any) -> Any:
@@ -146,22 +173,13 @@ def run_tasks(
         for i, task in enumerate(tasks):
             yield i, fn(*task)
         return
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
     # fork: workers start in milliseconds and inherit the imported modules (imported here first, so no
     # worker pays the ~0.3 s import); the pool is created and its workers forked before any progress-bar
-    # thread starts.
+    # thread starts. Ctrl-C kills the workers (servesim.workers) instead of waiting for their points.
     import servesim.simulation  # noqa: F401
+    from servesim.workers import map_unordered
 
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
-        futures = {pool.submit(fn, *task): i for i, task in enumerate(tasks)}
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in sorted(done, key=futures.__getitem__):
-                yield futures[fut], fut.result()
+    yield from map_unordered(fn, tasks, workers)
 
 
 def _ray_tasks(fn: Callable[..., Any], tasks: list[tuple[Any, ...]], address: str | None, workers: int) -> Iterator[tuple[int, Any]]:
@@ -185,10 +203,15 @@ def _ray_tasks(fn: Callable[..., Any], tasks: list[tuple[Any, ...]], address: st
         remote = ray.remote(num_cpus=1)(fn)
         refs = {remote.remote(*task): i for i, task in enumerate(tasks)}
         pending = list(refs)
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            for ref in done:
-                yield refs[ref], ray.get(ref)
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                for ref in done:
+                    yield refs[ref], ray.get(ref)
+        except BaseException:  # Ctrl-C (or the caller stopping early): cancel what is still running
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
     finally:
         if started_here:
             ray.shutdown()
@@ -223,22 +246,46 @@ def run_sweep(
     journal = _journal(output)
     _drop_partial_line(journal)
     tasks = [(p.kwargs, spec.summary) for p in todo]
-    with journal.open("a") as fh:
-        for i, result in run_tasks(run_point, tasks, workers=workers, use_ray=use_ray, ray_address=ray_address):
+    fh = times = None
+    results = run_tasks(timed_point, tasks, workers=workers, use_ray=use_ray, ray_address=ray_address)
+    try:
+        # Each finished point is appended at once (completion order) so an interrupt keeps it; the file is
+        # opened at the first result, so an interrupt before any point finishes leaves no empty file.
+        for i, (answer, elapsed_s) in results:
             p = todo[i]
-            row = _clean({"key": p.key, "index": p.index, "name": spec.name, "params": p.params, **result})
-            fh.write(json.dumps(row, separators=(",", ":")) + "\n")
+            line = result_line(p, spec.name, answer)
+            if fh is None:
+                fh, times = journal.open("a"), timings_path(output).open("a")
+            fh.write(line)
             fh.flush()
             os.fsync(fh.fileno())
+            times.write(_line({"key": p.key, "index": p.index, "elapsed_s": elapsed_s}))
+            times.flush()
             finished += 1
             if on_result is not None:
-                on_result(row, finished, total)
+                on_result(json.loads(line), finished, total)
+    finally:
+        results.close()  # an interrupt ends the workers now (servesim.workers), not when the generator is collected
+        for f in (fh, times):
+            if f is not None:
+                f.close()
     wanted = {p.key for p in points}
-    rows = [r for r in load_results(output) if r["key"] in wanted]
+    rows = load_results(output)
     if output.suffix == ".parquet":
-        _write_parquet(output, load_results(output))
+        _write_parquet(output, rows)
         journal.unlink(missing_ok=True)
-    return rows
+    else:
+        # Answers in grid order whatever the number of workers or the executor: the journal is rewritten
+        # sorted (atomically) once every point has finished, so -j 1, -j 4 and Ray give the same bytes.
+        text = "".join(_line(_answer_only(r)) for r in rows)
+        if rows and (not output.exists() or output.read_text() != text):
+            write_text(output, lambda out: out.write(text), "--output")
+    return [r for r in rows if r["key"] in wanted]
+
+
+def _answer_only(row: dict[str, Any]) -> dict[str, Any]:
+    """A result line without wall-clock fields (lines written before timings moved to the sidecar had elapsed_s)."""
+    return {k: v for k, v in row.items() if k != "elapsed_s"}
 
 
 def _drop_partial_line(journal: Path) -> None:
@@ -262,7 +309,7 @@ def flatten(row: dict[str, Any]) -> dict[str, Any]:
         else:
             out[prefix] = value
 
-    for key in ("key", "index", "name", "error", "elapsed_s"):
+    for key in ("key", "index", "name", "error"):
         if key in row:
             out[key] = row[key]
     for k, v in (row.get("params") or {}).items():

@@ -70,12 +70,13 @@ def leave_one_model_out(
     args = (fit_window_s, iterations, start, fixed, bounds)
     folds: list[Fold] = []
     if workers > 1 and len(jobs) > 1:
-        from concurrent.futures import ProcessPoolExecutor
+        from servesim.workers import map_unordered
 
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-            futures = [pool.submit(_fold, *job, *args) for job in jobs]
-            for fut in futures:
-                folds.append(fut.result())
+        finished: dict[int, Fold] = {}
+        for i, fold in map_unordered(_fold, [(*job, *args) for job in jobs], workers):  # Ctrl-C ends the workers
+            finished[i] = fold
+            while len(folds) in finished:  # folds in job order, whatever order they finish in
+                folds.append(finished.pop(len(folds)))
                 if on_fold is not None:
                     on_fold(folds[-1])
         return folds
