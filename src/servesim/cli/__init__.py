@@ -17,6 +17,27 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("servesim")
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree that was never installed
+            v = "unknown"
+        typer.echo(f"servesim {v}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print servesim's version and exit."),
+) -> None:
+    pass
+
+
+INTERRUPTED = 130  # 128 + SIGINT, what shells report for a process stopped by Ctrl-C
+
 _registered = False
 
 
@@ -76,22 +97,34 @@ def _usage_message(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: user errors print one line on stderr and exit with code 2."""
+    """Console entry point: user errors print one line on stderr and exit with code 2; Ctrl-C exits with 130."""
+    try:
+        code = _main(argv)
+    except KeyboardInterrupt:
+        code = INTERRUPTED
+    if code == INTERRUPTED:
+        print("servesim: interrupted", file=sys.stderr)
+    if code:
+        raise SystemExit(code)
+
+
+def _main(argv: list[str] | None) -> int:
+    """Run the command; return its exit code (typer returns 130 for a KeyboardInterrupt: it must reach the shell)."""
     _register()
     click_errors = _click_exception_types()
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except ServesimError as exc:
         print(f"servesim: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        raise SystemExit(2) from None
+        return 2
     except typer.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
+        return exc.exit_code
     except typer.Abort:
-        print("servesim: aborted", file=sys.stderr)
-        raise SystemExit(130) from None
+        return INTERRUPTED
     except click_errors as exc:  # usage errors (bad flag value, unknown flag, missing argument)
         if type(exc).__name__ == "NoArgsIsHelpError":  # `servesim experiment`: the group's help
             exc.show()  # type: ignore[attr-defined]
-            raise SystemExit(exc.exit_code) from None  # type: ignore[attr-defined]
+            return exc.exit_code  # type: ignore[attr-defined]
         print(f"servesim: error: {_usage_message(exc)}", file=sys.stderr)
-        raise SystemExit(getattr(exc, "exit_code", 2) or 2) from None
+        return getattr(exc, "exit_code", 2) or 2
+    return code if isinstance(code, int) else 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -27,6 +28,12 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(1, "--workers", min=1, help="Processes for the cross-validation folds (same results)."),
     ) -> None:
         """Fit θ (and the front-end latency) on real runs; with --cv, report held-out errors per model."""
+        try:  # the fit solves bounded least squares with scipy, an optional extra
+            import scipy.optimize  # noqa: F401
+        except ImportError:
+            raise ServesimError("calibrate needs scipy, which is not installed: pip install 'servesim[calibrate]'") from None
+        if fit_window is not None and not (math.isfinite(fit_window) and fit_window >= 0):
+            raise ServesimError(f"--fit-window {fit_window}: must be a finite number of seconds >= 0 (0 = whole runs)")
         from servesim.latency.calibration import Calibration, save_calibration
         from servesim.validation import load_experiment, load_suite
         from servesim.validation.calibrate import INITIAL, fit, select_start, units_of
@@ -37,10 +44,10 @@ def register(app: typer.Typer) -> None:
             raise ServesimError(f"--cv {cv}: allowed: none, leave-one-model-out")
         if not paths and not suite:
             raise ServesimError("calibrate: give experiment folders or --suite NAME")
-        from servesim.cli.common import check_output
+        from servesim.cli.common import check_files
+        from servesim.cli.validate import _experiment_files
 
-        check_output(output, "--output")
-        check_output(report, "--report")
+        check_files([("--output", output), ("--report", report)], _experiment_files(paths or []))
         experiments = [load_experiment(p) for p in paths or []]
         for name in suite or []:
             experiments += load_suite(name)
@@ -94,10 +101,17 @@ def register(app: typer.Typer) -> None:
         _table(console, train, "training errors (fitted on these runs)")
         doc["train"] = {"mape": train.mape(), "rows": [r.as_dict() for r in train.rows]}
         doc["calibration"] = cal.to_dict()
+        # Both documents are checked (strict JSON, every number finite) before either is written.
+        from servesim.config.outfile import dumps_json
+
+        if output is not None:
+            dumps_json(cal.to_dict(), f"--output {output}")
+        if report is not None:
+            dumps_json(doc, f"--report {report}")
         if output is not None:
             save_calibration(cal, output)
         if report is not None:
-            write_json_atomic(report, doc)
+            write_json_atomic(report, doc, "--report")
 
 
 def _measured_saturated(experiments) -> set[str]:  # type: ignore[no-untyped-def]

@@ -12,7 +12,8 @@ from servesim.cli.common import (
     HardwareConfigOpt,
     LatencyModelOpt,
     OverheadOpt,
-    check_output,
+    check_files,
+    echo_json,
     make_console,
     write_json_atomic,
 )
@@ -58,7 +59,7 @@ def register(app: typer.Typer) -> None:
         from servesim.workload import load_workload_yaml, preset, workload_from_flags
 
         slos = [parse_slo(s) for s in slo]
-        check_output(output, "--output")
+        check_files([("--output", output)], [("--workload", workload), ("--hardware-config", hardware_config)])
         base: Any = "chat"
         if workload is not None:
             base = load_workload_yaml(workload) if Path(workload).suffix in (".yaml", ".yml") or Path(workload).is_file() else preset(workload)
@@ -89,9 +90,7 @@ def register(app: typer.Typer) -> None:
         if output is not None:
             write_json_atomic(output, doc)
         if json_out:
-            import json
-
-            typer.echo(json.dumps(doc, indent=2))
+            echo_json(doc, indent=2)
             return
         _render(results, slos, target_rate)
 

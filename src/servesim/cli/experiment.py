@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
 
-from servesim.cli.common import make_console, write_json_atomic
+from servesim.cli.common import make_console, write_atomic, write_json_atomic
 from servesim.errors import ServesimError
 
 experiment_app = typer.Typer(help="Reproduce published experiments.", no_args_is_help=True)
@@ -26,19 +27,26 @@ def h2b(
     from servesim.validation import load_suite
     from servesim.validation.h2b import chart, criteria, overall, report_markdown, results_json, run_h2b
 
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ServesimError(f"--output-dir {output_dir}: exists and is not a folder")
-    if not output_dir.resolve().parent.is_dir():
-        raise ServesimError(f"--output-dir {output_dir}: folder {output_dir.parent} does not exist")
+    check_output_dir(output_dir)
     experiments = load_suite("seed13")
     console = make_console()
     with make_console(stderr=True).status("simulating 13 experiments × 3 arms × 2 loads"):
         results = run_h2b(experiments, seed=seed, load="blis")
         closed = run_h2b(experiments, seed=seed, load="closed-loop")
-    output_dir.mkdir(exist_ok=True)
-    (output_dir / "report.md").write_text(report_markdown(results, experiments, closed))
-    write_json_atomic(output_dir / "results.json", results_json(results, closed))
-    chart(results, output_dir / "tpot_by_experiment.png")
+    try:
+        output_dir.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise ServesimError(f"--output-dir {output_dir}: cannot create the folder ({exc.strerror})") from None
+    report, doc, png = output_dir / "report.md", output_dir / "results.json", output_dir / "tpot_by_experiment.png"
+    text = report_markdown(results, experiments, closed)
+    write_atomic(report, lambda fh: fh.write(text), "--output-dir")
+    write_json_atomic(doc, results_json(results, closed), "--output-dir")
+    wrote = [report, doc]
+    if _has_matplotlib():
+        chart(results, png)
+        wrote.append(png)
+    else:  # the report and results are the answer; the chart is optional (matplotlib is an extra)
+        make_console(stderr=True).print(f"note: chart {png.name} skipped: matplotlib is not installed (pip install 'servesim[plot]')")
     from rich.table import Table
 
     table = Table(title="H2b overall MAPE % (13 experiments, BLIS-style constant-rate load)")
@@ -51,4 +59,23 @@ def h2b(
     console.print(table)
     for name, ok, detail in criteria(results):
         console.print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}")
-    console.print(f"wrote {output_dir / 'report.md'}, {output_dir / 'results.json'}, {output_dir / 'tpot_by_experiment.png'}")
+    console.print("wrote " + ", ".join(str(p) for p in wrote))
+
+
+def _has_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ModuleNotFoundError:
+        return False
+    return True
+
+
+def check_output_dir(output_dir: Path) -> None:
+    """Refuse --output-dir before any work: not a folder, a missing parent, or a folder that cannot be written."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ServesimError(f"--output-dir {output_dir}: exists and is not a folder")
+    where = output_dir if output_dir.is_dir() else output_dir.absolute().parent
+    if not where.is_dir():
+        raise ServesimError(f"--output-dir {output_dir}: folder {output_dir.parent} does not exist")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise ServesimError(f"--output-dir {output_dir}: folder {where} is not writable")

@@ -31,9 +31,9 @@ def register(app: typer.Typer) -> None:
                 }
             )
         if json_out:
-            import json
+            from servesim.cli.common import echo_json
 
-            typer.echo(json.dumps(rows, indent=2))
+            echo_json(rows, indent=2)
             return
         from servesim.cli.common import make_console
         from rich.table import Table

@@ -87,9 +87,9 @@ def register(app: typer.Typer) -> None:
         }
         payload["notes"] = {(k[:-2] + "_ms" if k.endswith("_s") else k): v for k, v in payload["notes"].items()}
         if json_out:
-            import json
+            from servesim.cli.common import echo_json
 
-            typer.echo(json.dumps(payload, indent=2))
+            echo_json(payload, indent=2)
             return
         _render(payload, spec, hw)
 

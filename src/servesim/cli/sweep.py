@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from servesim.cli.common import check_output, make_console
+from servesim.cli.common import check_files, check_output, echo_json, make_console
 from servesim.errors import ConfigError, ServesimError
 
 
@@ -28,10 +28,20 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run every point of a parameter grid through the simulator; results are written as each point finishes."""
         from servesim.sweep import load_sweep, run_sweep
+        from servesim.sweep.runner import timings_path
 
         spec = load_sweep(spec_path)
         out = output if output is not None else spec_path.with_name(spec_path.stem + ".results.jsonl")
-        check_output(out, "--output")
+        check_output(out, "--output", regular_only=True)  # read back to resume: a regular file
+        if plot is not None:  # refused before any point runs, not after the whole sweep
+            from servesim.sweep.plot import need_matplotlib
+
+            need_matplotlib()
+            check_output(plot, "--plot")
+            if "rate" not in spec.grid:
+                raise ConfigError(f"--plot {plot}: latency-vs-rate curves need `rate` in grid: (grid keys: {', '.join(spec.grid)})")
+        outputs = [("--output", out), ("--output timings", timings_path(out)), ("--plot", plot)]
+        check_files(outputs, [("SPEC", spec_path)] + _base_files(spec.base) + _base_files(spec.grid, "grid"))
         check_points(spec)
         console = make_console(stderr=True)
         started = time.perf_counter()
@@ -43,12 +53,21 @@ def register(app: typer.Typer) -> None:
 
             plot_sweep(rows, plot, metrics=tuple(plot_metric) if plot_metric else DEFAULT_METRICS)
         if json_out:
-            import json
-
             for r in rows:
-                typer.echo(json.dumps(r))
+                echo_json(r)
             return
         _render(rows, spec, out, wall, bar.ran, plot)
+
+
+def _base_files(value, where: str = "base") -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    """Every existing file a sweep's base names (workload YAML, trace, calibration, ...): inputs an output must spare."""
+    if isinstance(value, dict):
+        return [f for k, v in value.items() for f in _base_files(v, f"{where}.{k}")]
+    if isinstance(value, (list, tuple)):
+        return [f for i, v in enumerate(value) for f in _base_files(v, f"{where}[{i}]")]
+    if isinstance(value, (str, Path)) and str(value) and len(str(value)) < 4096 and Path(value).is_file():
+        return [(f"SPEC {where}", str(value))]
+    return []
 
 
 def check_points(spec) -> None:  # type: ignore[no-untyped-def]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from servesim.cli.common import LatencyModelOpt, OverheadOpt, check_output, make_console, write_json_atomic
+from servesim.cli.common import LatencyModelOpt, OverheadOpt, check_files, make_console, write_json_atomic
 from servesim.errors import ServesimError
 
 
@@ -31,7 +32,9 @@ def register(app: typer.Typer) -> None:
 
         if not paths and not suite:
             raise ServesimError(f"validate: give experiment folders or --suite NAME (suites: {', '.join(list_suites())})")
-        check_output(output, "--output")
+        check_files([("--output", output)], [("--calibration", calibration)] + _experiment_files(paths or []))
+        if plots is not None:
+            check_plot_folder(plots)
         experiments = [load_experiment(p) for p in paths or []]
         for name in suite or []:
             experiments += load_suite(name)
@@ -56,6 +59,29 @@ def register(app: typer.Typer) -> None:
 
             for path in predicted_vs_measured(report.rows, plots, choice.label()):
                 err.print(f"wrote {path}")
+
+
+def _experiment_files(paths: list[Path]) -> list[tuple[str, Path]]:
+    """Every file of the given experiments (a folder's files, recursively): inputs an output must not replace."""
+    out: list[tuple[str, Path]] = []
+    for p in paths:
+        files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else []
+        out += [(f"experiment {p}", f) for f in files]
+    return out
+
+
+def check_plot_folder(plots: Path) -> None:
+    """Refuse --plots before any work: matplotlib missing, or a folder that cannot be created or written."""
+    from servesim.validation.plots import _pyplot
+
+    _pyplot()
+    if plots.exists() and not plots.is_dir():
+        raise ServesimError(f"--plots {plots}: exists and is not a folder")
+    parent = plots if plots.is_dir() else plots.absolute().parent
+    if not parent.is_dir():
+        raise ServesimError(f"--plots {plots}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ServesimError(f"--plots {plots}: not writable")
 
 
 def render_report(console, report) -> None:  # type: ignore[no-untyped-def]

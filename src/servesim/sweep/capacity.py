@@ -193,8 +193,11 @@ def run_capacity(
         raise ConfigError(f"--target-rate {target_rate}: must be a finite number > 0")
     tasks = [(label, params, kw, list(slos), rate_lo, rate_hi, rel_tol, summary, target_rate) for label, params, kw in configs]
     out: list[dict[str, Any] | None] = [None] * len(tasks)
-    for i, res in run_tasks(capacity_task, tasks, workers=workers, use_ray=use_ray, ray_address=ray_address):
-        out[i] = res
-        if on_result is not None:
-            on_result(res)
+    from contextlib import closing
+
+    with closing(run_tasks(capacity_task, tasks, workers=workers, use_ray=use_ray, ray_address=ray_address)) as results:
+        for i, res in results:  # closing: an interrupt ends the workers at once (servesim.workers)
+            out[i] = res
+            if on_result is not None:
+                on_result(res)
     return out  # type: ignore[return-value]

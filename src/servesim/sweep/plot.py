@@ -8,7 +8,7 @@ from typing import Any
 
 from servesim.errors import ConfigError
 
-__all__ = ["DEFAULT_METRICS", "plot_sweep"]
+__all__ = ["DEFAULT_METRICS", "need_matplotlib", "plot_sweep"]
 
 DEFAULT_METRICS = ("ttft_ms.p99", "itl_ms.mean", "e2e_ms.p99", "output_tokens_per_s")
 
@@ -20,6 +20,14 @@ def _get(summary: dict[str, Any], path: str) -> float | None:
             return None
         node = node[part]
     return node if isinstance(node, (int, float)) else None
+
+
+def need_matplotlib() -> None:
+    """Refuse --plot before any point runs when matplotlib is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ModuleNotFoundError:
+        raise ConfigError("--plot needs matplotlib: pip install 'servesim[plot]'") from None
 
 
 def plot_sweep(rows: list[dict[str, Any]], path: str | Path, *, x: str = "rate", metrics: tuple[str, ...] = DEFAULT_METRICS) -> Path:
@@ -56,6 +64,10 @@ def plot_sweep(rows: list[dict[str, Any]], path: str | Path, *, x: str = "rate",
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     out = Path(path)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    from servesim.config.outfile import write_bytes
+
+    try:
+        write_bytes(out, lambda fh: fig.savefig(fh, format="png", dpi=120), "--plot")
+    finally:
+        plt.close(fig)
     return out

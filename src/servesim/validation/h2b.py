@@ -158,7 +158,7 @@ def chart(results: dict[str, list[ArmResult]], path: Path) -> None:
     """Grouped bars: per-experiment TPOT APE (seed definition) under the three arms."""
     from servesim.validation.plots import _pyplot
 
-    plt = _pyplot()
+    plt = _pyplot("experiment h2b chart")
     names = [r.experiment for r in results["baseline"]]
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(11, 4.6))
@@ -170,7 +170,9 @@ def chart(results: dict[str, list[ArmResult]], path: Path) -> None:
     ax.set_title("H2b reproduction: per-experiment TPOT error by overhead arm (servesim roofline-v2, η = 0.82)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from servesim.validation.plots import save_png
+
+    save_png(fig, path, "--output-dir", dpi=110)
     plt.close(fig)
 
 

@@ -8,21 +8,32 @@ from servesim.errors import ServesimError
 from servesim.validation.compare import Row
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def _pyplot(flag: str = "--plots"):  # type: ignore[no-untyped-def]
+    """matplotlib.pyplot on the Agg backend; a one-line ServesimError naming `flag` when matplotlib is missing."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ModuleNotFoundError:
-        raise ServesimError("--plots needs matplotlib: pip install 'servesim[plot]'") from None
+        raise ServesimError(f"{flag} needs matplotlib: pip install 'servesim[plot]'") from None
     return plt
+
+
+def save_png(fig, path: Path, flag: str, dpi: int) -> None:  # type: ignore[no-untyped-def]
+    """Write a matplotlib figure as PNG through the one output writer (atomic, links followed, umask modes)."""
+    from servesim.config.outfile import write_bytes
+
+    write_bytes(path, lambda fh: fig.savefig(fh, format="png", dpi=dpi), flag)
 
 
 def predicted_vs_measured(rows: list[Row], out_dir: Path, title: str) -> list[Path]:
     """One PNG per latency family (TTFT, ITL, E2E means and p90s): log-log scatter with the y = x line."""
     plt = _pyplot()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ServesimError(f"--plots {out_dir}: cannot create the folder ({exc.strerror})") from None
     written = []
     for fam, label in (("ttft", "TTFT"), ("itl", "ITL"), ("e2e", "E2E")):
         fig, ax = plt.subplots(figsize=(5.2, 5.0))
@@ -47,7 +58,7 @@ def predicted_vs_measured(rows: list[Row], out_dir: Path, title: str) -> list[Pa
         ax.legend(fontsize=8)
         fig.tight_layout()
         path = out_dir / f"{fam}_predicted_vs_measured.png"
-        fig.savefig(path, dpi=110)
+        save_png(fig, path, "--plots", dpi=110)
         plt.close(fig)
         written.append(path)
     return written
