@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -27,20 +26,21 @@ def h2b(
     from servesim.validation import load_suite
     from servesim.validation.h2b import chart, criteria, overall, report_markdown, results_json, run_h2b
 
-    check_output_dir(output_dir)
-    experiments = load_suite("seed13")
-    console = make_console()
-    with make_console(stderr=True).status("simulating 13 experiments × 3 arms × 2 loads"):
-        results = run_h2b(experiments, seed=seed, load="blis")
-        closed = run_h2b(experiments, seed=seed, load="closed-loop")
+    created = check_output_dir(output_dir)
     try:
-        output_dir.mkdir(exist_ok=True)
-    except OSError as exc:
-        raise ServesimError(f"--output-dir {output_dir}: cannot create the folder ({exc.strerror})") from None
-    report, doc, png = output_dir / "report.md", output_dir / "results.json", output_dir / "tpot_by_experiment.png"
-    text = report_markdown(results, experiments, closed)
-    write_atomic(report, lambda fh: fh.write(text), "--output-dir")
-    write_json_atomic(doc, results_json(results, closed), "--output-dir")
+        experiments = load_suite("seed13")
+        console = make_console()
+        with make_console(stderr=True).status("simulating 13 experiments × 3 arms × 2 loads"):
+            results = run_h2b(experiments, seed=seed, load="blis")
+            closed = run_h2b(experiments, seed=seed, load="closed-loop")
+        report, doc, png = output_dir / "report.md", output_dir / "results.json", output_dir / "tpot_by_experiment.png"
+        text = report_markdown(results, experiments, closed)
+        write_atomic(report, lambda fh: fh.write(text), "--output-dir")
+        write_json_atomic(doc, results_json(results, closed), "--output-dir")
+    except BaseException:  # an error or Ctrl-C before anything was written: leave no empty folder behind
+        if created and not any(output_dir.iterdir()):
+            output_dir.rmdir()
+        raise
     wrote = [report, doc]
     if _has_matplotlib():
         chart(results, png)
@@ -70,12 +70,24 @@ def _has_matplotlib() -> bool:
     return True
 
 
-def check_output_dir(output_dir: Path) -> None:
-    """Refuse --output-dir before any work: not a folder, a missing parent, or a folder that cannot be written."""
+def check_output_dir(output_dir: Path) -> bool:
+    """Make --output-dir (if missing) and prove it writable before any work; True when this call created it."""
+    import tempfile
+
     if output_dir.exists() and not output_dir.is_dir():
         raise ServesimError(f"--output-dir {output_dir}: exists and is not a folder")
-    where = output_dir if output_dir.is_dir() else output_dir.absolute().parent
-    if not where.is_dir():
+    created = not output_dir.exists()
+    if created and not output_dir.absolute().parent.is_dir():
         raise ServesimError(f"--output-dir {output_dir}: folder {output_dir.parent} does not exist")
-    if not os.access(where, os.W_OK | os.X_OK):
-        raise ServesimError(f"--output-dir {output_dir}: folder {where} is not writable")
+    try:
+        output_dir.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise ServesimError(f"--output-dir {output_dir}: cannot create the folder ({exc.strerror})") from None
+    try:  # a real probe: permission bits say nothing for root, or on a read-only file system
+        with tempfile.TemporaryFile(dir=output_dir):
+            pass
+    except OSError as exc:
+        if created:
+            output_dir.rmdir()
+        raise ServesimError(f"--output-dir {output_dir}: folder is not writable ({exc.strerror})") from None
+    return created

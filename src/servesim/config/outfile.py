@@ -103,7 +103,7 @@ def refuse_overlap(outputs: Iterable[tuple[str, str | Path | None]], inputs: Ite
                 raise ServesimError(f"{flag} {out}: is the input {in_flag} {inp}; refusing to overwrite an input, give another output path")
         for other_flag, other in outs[:i]:
             if _same(out, other):
-                raise ServesimError(f"{flag} {out}: is also the {other_flag} output; give each output its own path")
+                raise ServesimError(f"{flag} {out}: is the same file as {other_flag} {other}; give each output its own path")
 
 
 def _umask() -> int:
