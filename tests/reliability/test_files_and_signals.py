@@ -104,6 +104,19 @@ def test_character_devices_are_written_in_place_never_replaced(tmp_path):
         assert stat.S_ISCHR(os.lstat("/dev/full").st_mode)
 
 
+def test_dev_stdout_is_written_in_place_and_a_redirected_log_is_kept(tmp_path):
+    log = tmp_path / "log.txt"
+    log.write_text("earlier line\n")
+    with log.open("a") as fh:  # `servesim run -o /dev/stdout >> log.txt`
+        p = subprocess.run(cli(["run", *SMALL, "-o", "/dev/stdout", "--json"]), cwd=tmp_path, stdout=fh,
+                           stderr=subprocess.PIPE, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    text = log.read_text()
+    assert text.startswith("earlier line\n") and text.count('"servesim_version"') == 1
+    piped = run(["run", *SMALL, "-o", "/dev/stdout", "--json"], tmp_path)  # a pipe
+    assert piped.returncode == 0 and piped.stdout.count('"servesim_version"') == 1
+
+
 def test_sockets_and_folders_are_refused(tmp_path):
     sock_path = tmp_path / "s.sock"
     sock = socket.socket(socket.AF_UNIX)

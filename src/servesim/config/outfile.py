@@ -4,8 +4,8 @@ Rules (docs/FILES.md):
 - a regular file (or a new path) is written through a temporary file in the target's folder and renamed
   over it, so an interrupted or failed write leaves the old file (or nothing) behind, never half a file;
 - a symlink is followed: its target is written and the link is kept;
-- a stream (a character device such as /dev/null or /dev/stdout, a FIFO, anything under /dev or /proc)
-  is written in place, never replaced; a block device, socket or folder is refused;
+- a stream (a character device such as /dev/null, a FIFO, a file descriptor such as /dev/stdout or
+  /dev/fd/N, anything under /proc) is written in place, never replaced; a block device, socket or folder is refused;
 - a new file gets mode 0o666 & ~umask, as other tools' files do; an overwritten file keeps its mode;
 - an output path that is one of the command's inputs, or another of its outputs, is refused before any work;
 - JSON is written strictly: a NaN or infinity is refused, naming the field, instead of writing invalid JSON.
@@ -27,8 +27,10 @@ from servesim.errors import ServesimError
 __all__ = ["check_output", "dumps_json", "is_stream", "nonfinite_field", "refuse_overlap", "target_of", "write_bytes",
            "write_json", "write_text"]
 
-# Paths under these folders name streams or kernel objects (/dev/stdout, /proc/self/fd/1): written in place.
-STREAM_ROOTS = ("/dev/", "/proc/")
+# These name a process's open descriptors: written in place (replacing /dev/stdout's target would swap a
+# shell's redirected log for our file), whatever they point to.
+FD_ROOTS = ("/proc/", "/dev/fd/")
+STD_STREAMS = ("/dev/stdin", "/dev/stdout", "/dev/stderr")
 
 
 def _stat(path: Path) -> os.stat_result | None:
@@ -40,12 +42,24 @@ def _stat(path: Path) -> os.stat_result | None:
         return None
 
 
+def _names_a_descriptor(path: str | Path) -> bool:
+    """True when path, or a link on its way, is a file descriptor (/dev/stdout, /dev/fd/N, /proc/.../fd/N)."""
+    p = os.path.abspath(path)
+    for _ in range(40):  # the kernel's own limit on chained links
+        if p.startswith(FD_ROOTS) or p in STD_STREAMS:
+            return True
+        if not os.path.islink(p):
+            return False
+        p = os.path.abspath(os.path.join(os.path.dirname(p), os.readlink(p)))
+    return False
+
+
 def is_stream(path: str | Path) -> bool:
-    """True when path names a character device, a FIFO or something under /dev or /proc (written in place)."""
+    """True when path names a character device, a FIFO or a file descriptor such as /dev/stdout (written in place)."""
     st = _stat(Path(path))
     if st is not None and (stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
         return True
-    return str(path).startswith(STREAM_ROOTS) or os.path.abspath(path).startswith(STREAM_ROOTS)
+    return _names_a_descriptor(path)
 
 
 def target_of(path: str | Path) -> Path:
@@ -71,7 +85,7 @@ def check_output(path: str | Path | None, flag: str, *, regular_only: bool = Fal
         raise ServesimError(f"{flag} {path}: must be a regular file (it is read back to resume), not a device or pipe")
     if is_stream(path):
         if st is None:
-            raise ServesimError(f"{flag} {path}: does not exist (under /dev and /proc only existing streams are written)")
+            raise ServesimError(f"{flag} {path}: does not exist (file descriptors and /proc entries are written only if they exist)")
         if not os.access(path, os.W_OK):
             raise ServesimError(f"{flag} {path}: not writable")
         return
@@ -116,8 +130,8 @@ def _write(path: Path, write: Callable[[IO[Any]], None], flag: str, binary: bool
     path = Path(path)
     check_output(path, flag)
     if is_stream(path):
-        try:
-            with open(path, "wb" if binary else "w", **({} if binary else {"newline": newline})) as fh:
+        try:  # append, never truncate: /dev/stdout may be a shell's `>> log` redirection
+            with open(path, "ab" if binary else "a", **({} if binary else {"newline": newline})) as fh:
                 write(fh)
         except OSError as exc:
             raise ServesimError(f"{flag} {path}: cannot write ({exc.strerror})") from None

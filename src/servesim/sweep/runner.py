@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from servesim.config.outfile import write_text
+from servesim.config.outfile import write_bytes, write_text
 from servesim.errors import ConfigError, ServesimError
 from servesim.sweep.grid import SweepSpec, point_key
 
@@ -349,9 +349,8 @@ def _write_parquet(path: Path, rows: Iterable[dict[str, Any]]) -> None:
         elif kinds and next(iter(kinds)) in (list, dict):
             vals = [None if v is None else json.dumps(v) for v in vals]
         data[k] = vals
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(pa.table(data), tmp)
-    os.replace(tmp, path)
+    table = pa.table(data)
+    write_bytes(path, lambda fh: pq.write_table(table, fh), "--output")
 
 
 def _read_parquet(path: Path) -> list[dict[str, Any]]:
