@@ -121,6 +121,14 @@ def refuse_overlap(outputs: Iterable[tuple[str, str | Path | None]], inputs: Ite
 
 
 def _umask() -> int:
+    """The process umask: read from /proc (no race with other threads), else set-and-restore."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
