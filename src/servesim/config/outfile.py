@@ -89,9 +89,7 @@ def check_output(path: str | Path | None, flag: str, *, regular_only: bool = Fal
         if not os.access(path, os.W_OK):
             raise ServesimError(f"{flag} {path}: not writable")
         return
-    target = target_of(path)
-    if target != path.absolute() and target.is_dir():
-        raise ServesimError(f"{flag} {path}: is a link to the folder {target}; give a file name")
+    target = target_of(path)  # a link to a folder was refused above (stat follows links)
     parent = target.parent
     if not parent.is_dir():
         raise ServesimError(f"{flag} {path}: folder {path.parent if target == path.absolute() else parent} does not exist")
