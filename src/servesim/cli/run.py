@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
             )
         wall = time.perf_counter() - started
         if result.summary["saturated"]:
-            console.print(saturation_warning(result.summary), markup=False, highlight=False)
+            typer.echo(saturation_warning(result.summary), err=True)
         if output is not None:
             write_json_atomic(output, result.to_dict())
         if requests_csv is not None:

@@ -38,7 +38,7 @@ def stat(values: Sequence[float] | np.ndarray, which: str) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One comparison: an experiment's stage (or 'all'), a metric, the two values and the errors (%)."""
+    """One comparison: an experiment's stage (or 'all'), a metric, the two values, the errors (%), the interval."""
 
     experiment: str
     stage: str
@@ -47,7 +47,8 @@ class Row:
     actual: float
     ape: float
     signed_error: float
-    saturated: bool
+    saturated: bool  # measured saturated: the run is reported apart, out of the headline MAPE
+    interval: tuple[float, float] | None = None  # prediction interval of `predicted` (calibration's level), when known
 
     def as_dict(self) -> dict[str, object]:
         """Plain dict for JSON output."""
