@@ -229,6 +229,9 @@ def simulate(
         if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
             raise ConfigError(f"{flag}: {v!r} s must be a finite number >= 0")
     source, described = _workload_source(workload, seed)
+    from servesim.workload.sources import ClosedLoopListSource, ClosedLoopSource
+
+    closed_loop = isinstance(source, (ClosedLoopSource, ClosedLoopListSource))
     if frontend_latency_s or frontend_per_token_s:
         from servesim.workload.frontend import FrontendSource
 
@@ -270,7 +273,7 @@ def simulate(
     )
     summary["engine_steps"] = stats.steps
     summary["engine_busy_s"] = stats.busy_s
-    verdict = bins.verdict()
+    verdict = bins.verdict(closed_loop=closed_loop)
     summary["saturated"] = verdict.saturated
     summary["saturation"] = verdict.as_dict()
     summary["prediction_intervals"] = _intervals(summary, cal, spec, hw, tp, eng, bins.max_context_tokens)

@@ -140,8 +140,8 @@ class ArrivalBins:
         ttft = rec.first_token_s - rec.arrival_s if done and rec.first_token_s is not None else None
         self.add(rec.arrival_s, ttft, rec.finish_s if done else None)
 
-    def verdict(self) -> SaturationVerdict:
-        """The saturation verdict of what was folded in (see the module docstring)."""
+    def verdict(self, *, closed_loop: bool = False) -> SaturationVerdict:
+        """The saturation verdict of what was folded in (see the module docstring); a closed loop never saturates."""
         total = float(self.n.sum())
         offered = None
         if self.count > 1 and self.last_arrival_s > self.first_arrival_s:
@@ -154,6 +154,8 @@ class ArrivalBins:
         by_trend, z = trend_rule([g for g in groups if g is not None])
         by_quarter = quarter_rule(early, late)  # type: ignore[arg-type]
         rule = "quarter-means" if by_quarter else ("trend" if by_trend else None)
+        if closed_loop:  # its queue is bounded by the number of clients: latencies are steady, never growing
+            rule = None
         sustainable = self._backlogged_rate() if rule else None
         return SaturationVerdict(rule is not None, rule, early, late, z, offered, sustainable)
 
