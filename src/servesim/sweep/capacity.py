@@ -7,6 +7,13 @@ always a rate that was simulated and met every SLO; it assumes latency grows wit
 holds for the engine but not exactly for one random arrival sample, so the answer is the highest passing
 rate *found*, not a proof that no higher rate passes.
 
+Probes: by default each rate is a steady-state probe (sweep/steady.py: warm-up and cool-down dropped, run
+until the SLO statistic's 95 % CI is narrow or clear of the limit, or the queue grows, doubling the
+requests up to a cap); each evaluation carries the probe's verdict and reason. With a fixed probe length
+(the CLI's --num-requests/--duration) each rate is one whole run, warm-up included, as before.
+With prediction intervals in the calibration, two more bisections (reusing the probes) find the highest
+rate whose SLO statistics meet the SLOs at the intervals' upper end (pessimistic) and lower end (optimistic).
+
 Fleet sizing assumes independent instances behind an ideal load balancer: each gets rate / n requests
 per second, so n = ceil(target_rate / max_rate). One simulation = one engine instance (TP ranks of one
 instance are inside the step-time model); routing, queueing imbalance and prefix affinity across
