@@ -113,14 +113,9 @@ def register(app: typer.Typer) -> None:
 
 def _cv_intervals(rep, experiments):  # type: ignore[no-untyped-def]
     """Per-run regime records of the held-out comparisons and the conformal intervals computed from them."""
-    from servesim.validation.intervals import held_out_runs, intervals_doc, model_of_runs
+    from servesim.validation.intervals import cv_intervals
 
-    models = model_of_runs(experiments)
-    runs = [{"experiment": c.label, "model": models.get(c.label), "mean_in_system": c.notes.get("mean_in_system"),
-             "regime": c.notes.get("regime"), "saturated_measured": c.saturated_measured,
-             "saturated_predicted": c.saturated_predicted} for c in rep.runs]
-    held = held_out_runs([r.as_dict() for r in rep.rows], models, {c.label: c.notes.get("mean_in_system") for c in rep.runs})
-    return runs, intervals_doc(held)
+    return cv_intervals(rep, experiments)
 
 
 def _measured_saturated(experiments) -> set[str]:  # type: ignore[no-untyped-def]

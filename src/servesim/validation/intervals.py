@@ -216,3 +216,14 @@ def from_report(report: Mapping[str, Any], experiments: Sequence[Any]) -> tuple[
     fitted = set(report.get("fitted_on", []))
     units = [(e, r) for e in experiments for r in e.runs if f"{e.name}/{r.name}" in fitted]
     return intervals_doc(held), envelope_doc(units, loads)
+
+
+def cv_intervals(report: Any, experiments: Sequence[Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(per-run records, `intervals` field) from a cross-validation ValidationReport (each run held out)."""
+    models = model_of_runs(experiments)
+    loads = {c.label: c.notes.get("mean_in_system") for c in report.runs}
+    runs = [{"experiment": c.label, "model": models.get(c.label), "mean_in_system": loads[c.label],
+             "regime": c.notes.get("regime"), "saturated_measured": c.saturated_measured,
+             "saturated_predicted": c.saturated_predicted} for c in report.runs]
+    held = held_out_runs([r.as_dict() for r in report.rows], models, loads)
+    return runs, intervals_doc(held)
