@@ -73,3 +73,12 @@ def test_check_slo_sees_a_rising_series_as_not_steady():
     x = np.linspace(10, 40, 2000)
     c = check_slo("ttft_mean_ms", MetricSeries(x, np.ones(x.size)), "mean", 100.0, np.random.default_rng(0))
     assert c.decision == "undecided" and "rising" in c.reason
+
+
+def test_queue_trend_flags_a_slowly_growing_ttft_only():
+    from servesim.sweep.steady import queue_trend_z
+
+    rng = np.random.default_rng(3)
+    flat = 100 + 5 * rng.standard_normal(2000)
+    assert queue_trend_z(flat) < 3.09
+    assert queue_trend_z(flat + np.linspace(0, 50, 2000)) >= 3.09  # +50 ms over the window: 20 rising batch means

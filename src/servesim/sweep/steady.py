@@ -7,8 +7,9 @@ One probe at one rate (requests in arrival order):
    arriving after (last arrival - p99 E2E) see the engine drain once arrivals stop, and are dropped.
 3. The kept requests are cut into BATCHES consecutive batches; a bootstrap over batches (RESAMPLES
    resamples, seeded) gives a 95 % confidence interval of each SLO statistic of the pooled requests.
-4. A Mann-Kendall test over the batch statistics: an increasing trend (z >= 3.09, p < 0.001) means not yet
-   steady. Verdict per SLO: CI entirely below the limit (pass, sure), entirely above (fail, sure), CI
+4. Mann-Kendall tests: over the batch statistics of each SLO, and over the batch means of TTFT (queue
+   growth). An increasing trend (z >= 3.09, p < 0.001) means not yet steady; a TTFT trend still there at
+   the cap means the queue grows, and the probe fails. Verdict per SLO: CI entirely below the limit (pass, sure), entirely above (fail, sure), CI
    half-width <= REL_CI of the estimate (decided by the estimate: stable), else the probe is repeated with
    twice the requests, up to a cap; at the cap the estimate decides and the reason says so.
 """
@@ -163,12 +164,27 @@ def probe(run: Callable[[int], tuple[list[Any], Any]], slos: Sequence[Any], seri
             ser = series_of(kept, s.metric)
             checks.append(check_slo(s.name, ser, s.stat, s.limit_ms, rng))
         ok, reason = judge(checks)
+        z_queue = queue_trend_z(series_of(kept, "ttft").values)
+        if z_queue >= TREND_Z and ok is not False:
+            # TTFT still climbing over the kept requests: the queue grows (slowly), the statistic is not steady.
+            if n >= cap:
+                return ProbeVerdict(False, f"queue still growing at the cap of {cap} requests (TTFT trend z={z_queue:.1f})",
+                                    n, len(kept), cut, cool, checks)
+            n = min(2 * n, cap)
+            continue
         if ok is not None:
             return ProbeVerdict(ok, reason, n, len(kept), cut, cool, checks)
         if n >= cap:
             est_ok = all(c.estimate is not None and c.estimate <= s.limit_ms for c, s in zip(checks, slos))
             return ProbeVerdict(est_ok, f"cap of {cap} requests reached, estimate decides ({reason})", n, len(kept), cut, cool, checks)
         n = min(2 * n, cap)
+
+
+def queue_trend_z(ttft_ms: np.ndarray, batches: int = BATCHES) -> float:
+    """Mann-Kendall z of the mean TTFT of consecutive batches (arrival order); >= 3.09: the queue grows."""
+    if ttft_ms.size < batches * 5:
+        return 0.0
+    return mann_kendall_z([float(b.mean()) for b in np.array_split(ttft_ms, batches)])
 
 
 def record_series(records: list[dict[str, Any]], metric: str) -> MetricSeries:
