@@ -149,9 +149,9 @@ def _render(results, slos, target_rate) -> None:  # type: ignore[no-untyped-def]
             rr = r.get("rate_range")
             row.append("–" if not rr else f"{_rate(rr['pessimistic'])} – {_rate(rr['optimistic'])}")
         if target_rate is not None:
-            cell = "–" if r["instances"] is None else str(r["instances"])
+            cell = "–" if r["instances"] is None else f"{r['instances']} ({r['gpus']} GPUs)"
             if r.get("instances_pessimistic") is not None:
-                cell += f" ({r['instances_pessimistic']} pessimistic)"
+                cell += f"; pessimistic {r['instances_pessimistic']} ({r['gpus_pessimistic']} GPUs)"
             row.append(cell)
         table.add_row(*row)
     console.print(table)

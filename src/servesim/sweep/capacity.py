@@ -84,6 +84,8 @@ class CapacityResult:
     error: str | None = None
     rate_range: dict[str, Any] | None = None  # max rate at the pessimistic / optimistic ends of the prediction intervals
     instances_pessimistic: int | None = None  # instances for target_rate at the pessimistic max rate
+    gpus: int | None = None  # instances x TP
+    gpus_pessimistic: int | None = None  # instances_pessimistic x TP
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -258,6 +260,9 @@ def capacity_task(
         res.instances = instances_for(target_rate, res.max_rate)
         if res.rate_range is not None:
             res.instances_pessimistic = instances_for(target_rate, res.rate_range["pessimistic"])
+        tp = int(kwargs.get("tp") or 1)
+        res.gpus = None if res.instances is None else res.instances * tp
+        res.gpus_pessimistic = None if res.instances_pessimistic is None else res.instances_pessimistic * tp
     return res.to_dict()
 
 
