@@ -14,6 +14,7 @@ from servesim.engine import EngineStats, RequestRecord, RequestSource, RequestSp
 from servesim.errors import ConfigError
 from servesim.latency.factory import DEFAULT_LATENCY_MODEL, DEFAULT_OVERHEAD, build_latency_model
 from servesim.metrics import per_request, summarize, summarize_by_stage
+from servesim.metrics.saturation import ArrivalBins
 
 STREAM_REL_ERROR = 0.005  # streaming percentiles: relative error bound (metrics/streaming.py)
 STREAM_BATCH = 4096  # records folded into the streaming summary at a time
@@ -122,6 +123,24 @@ def _workload_source(workload: Any, seed: int | None) -> tuple[RequestSource, di
     return build_source(spec, seed), described
 
 
+def _intervals(summary: dict[str, Any], cal: Any, spec: ModelSpec, hw: Hardware, tp: int, eng: EngineConfig,
+               max_context: int | None) -> dict[str, Any]:
+    """Add the calibration's prediction intervals to summary (latency/intervals.py); returns the note on them."""
+    from servesim.latency import intervals as iv
+
+    if cal is None:
+        return {"available": False, "note": "prediction intervals exist for --latency-model calibrated only"}
+    outside: list[str] = []
+    if cal.intervals is not None and cal.envelope is not None:
+        load = iv.mean_in_system(summary["requests_per_s"], summary["e2e_ms"]["mean"])
+        near = summary["saturated"] or summary["preemptions"] > 0 or summary["kv_cache_peak_usage"] >= iv.NEAR_CAPACITY_KV_USAGE
+        regime = "loaded" if summary["saturated"] else iv.regime_of(load)
+        outside = iv.outside_envelope(cal.envelope, hardware=hw.name, features=iv.model_features(spec), tp=tp,
+                                      max_context_tokens=max_context, mean_batch=iv.mean_batch(load, int(eng.max_num_seqs or 1)),
+                                      regime=regime, near_capacity=near)
+    return iv.annotate(summary, cal.intervals, outside)
+
+
 class _Stream:
     """Streaming summaries, overall and per load stage, fed in batches of STREAM_BATCH records."""
 
@@ -210,6 +229,9 @@ def simulate(
         if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
             raise ConfigError(f"{flag}: {v!r} s must be a finite number >= 0")
     source, described = _workload_source(workload, seed)
+    from servesim.workload.sources import ClosedLoopListSource, ClosedLoopSource
+
+    closed_loop = isinstance(source, (ClosedLoopSource, ClosedLoopListSource))
     if frontend_latency_s or frontend_per_token_s:
         from servesim.workload.frontend import FrontendSource
 
@@ -221,14 +243,17 @@ def simulate(
                     check_invariants=check_invariants, event_skipping=event_skipping)
     records: list[RequestRecord] = []
     stream = None if keep_requests else _Stream()
+    bins = ArrivalBins()  # fixed-memory saturation record, fed the same way in both summary modes
 
     def keep(rec: RequestRecord) -> None:
         records.append(rec)
+        bins.add_record(rec)
         if on_record is not None:
             on_record(rec)
 
     def fold(rec: RequestRecord) -> None:
         stream.add(rec)  # type: ignore[union-attr]
+        bins.add_record(rec)
         if on_record is not None:
             on_record(rec)
 
@@ -248,6 +273,10 @@ def simulate(
     )
     summary["engine_steps"] = stats.steps
     summary["engine_busy_s"] = stats.busy_s
+    verdict = bins.verdict(closed_loop=closed_loop)
+    summary["saturated"] = verdict.saturated
+    summary["saturation"] = verdict.as_dict()
+    summary["prediction_intervals"] = _intervals(summary, cal, spec, hw, tp, eng, bins.max_context_tokens)
     config = {
         "servesim_version": __version__,
         "model": spec.name,

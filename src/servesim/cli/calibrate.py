@@ -72,6 +72,12 @@ def register(app: typer.Typer) -> None:
             _table(console, rep, "held-out (leave-one-model-out) errors")
             doc["cv"] = {"mape": rep.mape(), "rows": [r.as_dict() for r in rep.rows],
                          "folds": {f.held_out: f.fit.calibration.to_dict() for f in folds}}
+            doc["cv"]["runs"], intervals = _cv_intervals(rep, experiments)
+            doc["cv"]["intervals"] = intervals
+            cov = intervals["coverage_means"]
+            if cov["fraction"] is not None:
+                err.print(f"80 % intervals: nested leave-one-model-out coverage of held-out run means {100 * cov['fraction']:.1f} % "
+                          f"({cov['inside']} of {cov['checked']})")
         with err.status("fitting on all runs"):
             fit_units = window_units(units, window)
             result = fit(fit_units, iterations=iterations, start=start, name="all-public-data")
@@ -100,6 +106,11 @@ def register(app: typer.Typer) -> None:
         train.runs = evaluate(units, cal)
         _table(console, train, "training errors (fitted on these runs)")
         doc["train"] = {"mape": train.mape(), "rows": [r.as_dict() for r in train.rows]}
+        if "cv" in doc:
+            from servesim.validation.intervals import envelope_doc
+
+            envelope = envelope_doc(units, {c.label: c.notes.get("mean_in_system") for c in train.runs})
+            cal = replace(cal, intervals={k: v for k, v in doc["cv"]["intervals"].items()}, envelope=envelope)
         doc["calibration"] = cal.to_dict()
         # Both documents are checked (strict JSON, every number finite) before either is written.
         from servesim.config.outfile import dumps_json
@@ -112,6 +123,13 @@ def register(app: typer.Typer) -> None:
             save_calibration(cal, output)
         if report is not None:
             write_json_atomic(report, doc, "--report")
+
+
+def _cv_intervals(rep, experiments):  # type: ignore[no-untyped-def]
+    """Per-run regime records of the held-out comparisons and the conformal intervals computed from them."""
+    from servesim.validation.intervals import cv_intervals
+
+    return cv_intervals(rep, experiments)
 
 
 def _measured_saturated(experiments) -> set[str]:  # type: ignore[no-untyped-def]

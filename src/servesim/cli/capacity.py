@@ -33,11 +33,12 @@ def register(app: typer.Typer) -> None:
         hardware_config: Optional[Path] = HardwareConfigOpt,
         latency_model: str = LatencyModelOpt,
         overhead: str = OverheadOpt,
+        calibration: Optional[Path] = typer.Option(None, "--calibration", help="Calibration JSON for --latency-model calibrated (default: the shipped one); its prediction intervals give the rate range."),
         max_num_seqs: Optional[int] = typer.Option(None, "--max-num-seqs", help="vLLM max_num_seqs."),
         max_num_batched_tokens: Optional[int] = typer.Option(None, "--max-num-batched-tokens", help="vLLM max_num_batched_tokens."),
         workload: Optional[str] = typer.Option(None, "--workload", help="Workload YAML or preset (its rate is replaced).", rich_help_panel=WORKLOAD_HELP),
-        num_requests: Optional[int] = typer.Option(None, "--num-requests", help="Requests per probe (default: the workload's, 500 for chat).", rich_help_panel=WORKLOAD_HELP),
-        duration: Optional[float] = typer.Option(None, "--duration", help="Seconds of arrivals per probe.", rich_help_panel=WORKLOAD_HELP),
+        num_requests: Optional[int] = typer.Option(None, "--num-requests", help="Fixed-length probes of this many requests (default: steady-state probes that run until the SLO statistic is stable).", rich_help_panel=WORKLOAD_HELP),
+        duration: Optional[float] = typer.Option(None, "--duration", help="Fixed-length probes of this many seconds of arrivals.", rich_help_panel=WORKLOAD_HELP),
         prompt_tokens: Optional[int] = typer.Option(None, "--prompt-tokens", rich_help_panel=WORKLOAD_HELP),
         prompt_tokens_stdev: Optional[float] = typer.Option(None, "--prompt-tokens-stdev", rich_help_panel=WORKLOAD_HELP),
         output_tokens: Optional[int] = typer.Option(None, "--output-tokens", rich_help_panel=WORKLOAD_HELP),
@@ -76,12 +77,18 @@ def register(app: typer.Typer) -> None:
                   "workload": wl, "engine": engine, "seed": seed}
             if hardware_config is not None:
                 kw["hardware_config"] = str(hardware_config)
+            if calibration is not None:
+                kw["calibration"] = str(calibration)
             configs.append((f"{m} · {hw} · TP{t}", {"model": m, "hardware": hw, "tp": t}, kw))
+        # Steady-state probes (sweep/steady.py) unless the user fixed the probe length.
+        steady = num_requests is None and duration is None
         results = run_capacity(configs, slos, rate_lo=rate_min, rate_hi=rate_max, rel_tol=tolerance, target_rate=target_rate,
-                               workers=workers, use_ray=ray or ray_address is not None, ray_address=ray_address)
+                               workers=workers, use_ray=ray or ray_address is not None, ray_address=ray_address, steady=steady)
         doc = {
             "slos": {s.name: s.limit_ms for s in slos},
-            "search": {"rate_min": rate_min, "rate_max": rate_max, "tolerance": tolerance},
+            "search": {"rate_min": rate_min, "rate_max": rate_max, "tolerance": tolerance,
+                       "probes": "steady-state (warm-up and cool-down dropped, run until the SLO statistic's CI is narrow or the queue grows; sweep/steady.py)"
+                       if steady else "fixed-length (whole run, warm-up included)"},
             "workload": wl,
             "target_rate": target_rate,
             "assumption": "one simulation = one engine instance; instances = ceil(target_rate / max_rate) under ideal load balancing",
@@ -95,6 +102,25 @@ def register(app: typer.Typer) -> None:
         _render(results, slos, target_rate)
 
 
+def _rate(x) -> str:  # type: ignore[no-untyped-def]
+    return "below --rate-min" if x is None else f"{x:.2f}"
+
+
+def _how_sure(r) -> str:  # type: ignore[no-untyped-def]
+    """The verdicts of the probes that bracket the answer (steady-state probes only)."""
+    ev = r["evaluations"]
+    passing = [e for e in ev if e["ok"] and e["rate"] == r["max_rate"] and e.get("probe")]
+    failing = sorted((e for e in ev if not e["ok"] and e.get("probe") and (r["max_rate"] is None or e["rate"] > r["max_rate"])), key=lambda e: e["rate"])
+    parts = []
+    if passing:
+        p = passing[-1]["probe"]
+        parts.append(f"pass: {p['reason']} ({p['used']:,} of {p['requests']:,} requests)")
+    if failing:
+        p = failing[0]["probe"]
+        parts.append(f"fail at {failing[0]['rate']:.2f}: {p['reason']}")
+    return " · ".join(parts) or "fixed-length probes (no confidence measure)"
+
+
 def _render(results, slos, target_rate) -> None:  # type: ignore[no-untyped-def]
     from rich.table import Table
 
@@ -105,6 +131,9 @@ def _render(results, slos, target_rate) -> None:  # type: ignore[no-untyped-def]
     for s in slos:
         table.add_column(f"{s.name} at max", justify="right")
     table.add_column("probes", justify="right")
+    table.add_column("how sure", overflow="fold")
+    if any(r.get("rate_range") for r in results):
+        table.add_column("80 % range (req/s)", justify="right")
     if target_rate is not None:
         table.add_column(f"instances for {target_rate:g} req/s", justify="right")
     for r in results:
@@ -114,9 +143,19 @@ def _render(results, slos, target_rate) -> None:  # type: ignore[no-untyped-def]
         best = next((e for e in reversed(r["evaluations"]) if e["ok"] and e["rate"] == r["max_rate"]), None)
         rate = "below --rate-min" if r["max_rate"] is None else f"{r['max_rate']:.2f}" + ("" if r["bracketed"] else "+ (≥ --rate-max)")
         row = [r["label"], rate, *[("–" if best is None or best.get(s.name) is None else f"{best[s.name]:,.1f}") for s in slos], str(len(r["evaluations"]))]
+        row.append(_how_sure(r))
+        if any(x.get("rate_range") for x in results):
+            rr = r.get("rate_range")
+            row.append("–" if not rr else f"{_rate(rr['pessimistic'])} – {_rate(rr['optimistic'])}")
         if target_rate is not None:
-            row.append("–" if r["instances"] is None else str(r["instances"]))
+            cell = "–" if r["instances"] is None else f"{r['instances']} ({r['gpus']} GPUs)"
+            if r.get("instances_pessimistic") is not None:
+                cell += f"; pessimistic {r['instances_pessimistic']} ({r['gpus_pessimistic']} GPUs)"
+            row.append(cell)
         table.add_row(*row)
     console.print(table)
     if target_rate is not None:
-        console.print("instances = ceil(target rate / max rate): independent engine instances behind an ideal load balancer.")
+        console.print("instances = ceil(target rate / max rate): independent engine instances behind an ideal load balancer"
+                      + ("; pessimistic = at the low end of the 80 % rate range." if any(r.get("rate_range") for r in results) else "."))
+    if not any(r.get("rate_range") for r in results):
+        console.print("rate range: none (needs --latency-model calibrated and a calibration file with prediction intervals)")

@@ -111,6 +111,8 @@ def register(app: typer.Typer) -> None:
             if requests_csv is not None:
                 progress.phase(f"writing {requests_csv}")
                 _write_csv(requests_csv, result.requests)
+        if result.summary["saturated"]:
+            typer.echo(saturation_warning(result.summary), err=True)
         if json_out:
             echo_json(result.summary, indent=2)
         else:
@@ -168,6 +170,41 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     write_atomic(path, dump, "--requests-csv", newline="")
 
 
+def saturation_warning(s: dict[str, Any]) -> str:
+    """The one stderr line a saturated run gets: offered vs served, and the estimated sustainable rate."""
+    sat = s["saturation"]
+    offered = sat.get("offered_rate_rps")
+    sustainable = sat.get("sustainable_rate_rps")
+    return (f"warning: saturated — the queue keeps growing ({sat['rule']} rule: TTFT {sat['early_ttft_ms']:,.0f} ms in the first "
+            f"quarter of arrivals, {sat['late_ttft_ms']:,.0f} ms in the last); offered "
+            + (f"{offered:.2f}" if offered is not None else "?") + " req/s, estimated sustainable rate "
+            + (f"{sustainable:.2f}" if sustainable is not None else "?")
+            + " req/s (completions per s over the middle half of the run); latencies grow with the run's length")
+
+
+def _render_notes(console, s: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+    """Saturation and prediction-interval lines under the summary table."""
+    if s.get("saturated"):
+        sus = s["saturation"].get("sustainable_rate_rps")
+        console.print(f"[bold red]saturated[/]: the queue keeps growing; estimated sustainable rate "
+                      + (f"{sus:.2f} req/s" if sus is not None else "unknown") + " — latencies are not steady-state")
+    else:
+        console.print("not saturated (queue-growth tests: docs/VALIDATION.md \"Saturation\")")
+    pi = s.get("prediction_intervals") or {}
+    if not pi.get("available"):
+        console.print(f"prediction intervals: none ({pi.get('note', 'not available')})")
+        return
+    parts = []
+    for key, label in (("ttft_ms", "TTFT"), ("itl_ms", "ITL"), ("e2e_ms", "E2E")):
+        for stat in ("mean", "p90", "p99"):
+            iv = s[key].get(f"{stat}_interval")
+            if iv is not None:
+                parts.append(f"{label} {stat} [{iv[0]:,.1f}, {iv[1]:,.1f}]")
+    console.print(f"{100 * pi['level']:.0f} % prediction intervals ({pi['regime']} regime, ms): " + " · ".join(parts))
+    if pi.get("outside_envelope"):
+        console.print("[yellow]outside the calibration data[/]: " + "; ".join(pi["outside_envelope"]) + f" — intervals widened: {pi['widening']}")
+
+
 def render_summary(result, wall_s: float | None = None) -> None:  # type: ignore[no-untyped-def]
     """Print a run's summary as rich tables."""
     from rich.table import Table
@@ -195,3 +232,4 @@ def render_summary(result, wall_s: float | None = None) -> None:  # type: ignore
         f"prefix-cache hits {100 * s['prefix_cache_hit_rate']:.1f} % · {s['engine_steps']:,} steps"
         + (f" · simulated in {wall_s:.2f} s" if wall_s is not None else "")
     )
+    _render_notes(console, s)

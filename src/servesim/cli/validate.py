@@ -51,6 +51,9 @@ def register(app: typer.Typer) -> None:
                 status.update(f"{c.label}: {c.wall_s:.1f} s")
 
             report = validate(experiments, choice, seed=seed, on_run=tick)
+        if report.in_sample is not None and report.in_sample["runs"]:
+            typer.echo(f"note: calibration '{report.in_sample['calibration']}' is {report.in_sample['note']}: "
+                       "those errors are training errors, not predictions", err=True)
         render_report(console, report)
         if output is not None:
             write_json_atomic(output, report.to_dict())
@@ -102,10 +105,10 @@ def render_report(console, report) -> None:  # type: ignore[no-untyped-def]
                 row = next((r for r in c.rows if r.stage == "all" and r.metric == "e2e_per_token_mean"), None)
             cells += [f"{row.predicted:,.1f} / {row.actual:,.1f}", f"{row.signed_error:+.1f}"] if row else ["–", "–"]
         sat = ("measured " if c.saturated_measured else "") + ("predicted" if c.saturated_predicted else "")
-        table.add_row(c.label, *cells, sat.strip() or "no")
+        table.add_row(c.label, *cells, (sat.strip() or "no") + (" (mismatch)" if c.regime_mismatch else ""))
     console.print(table)
     m = report.mape()
-    mt = Table(title="MAPE % over non-saturated runs (whole run)")
+    mt = Table(title="MAPE % over runs measured unsaturated (whole run; predicted-saturated ones included)")
     mt.add_column("metric")
     mt.add_column("MAPE %", justify="right")
     for k, v in m.items():
@@ -113,4 +116,9 @@ def render_report(console, report) -> None:  # type: ignore[no-untyped-def]
     console.print(mt)
     sat = [c.label for c in report.runs if c.saturated]
     if sat:
-        console.print(f"saturated (reported apart, not in MAPE): {', '.join(sat)}")
+        console.print(f"measured saturated (reported apart, not in MAPE): {', '.join(sat)}")
+    acc = report.regime_accuracy()
+    if acc is not None:
+        mism = [c.label for c in report.runs if c.regime_mismatch]
+        console.print(f"regime accuracy (predicted vs measured saturation): {100 * acc:.0f} % of {len(report.runs)} runs"
+                      + (f"; mismatches: {', '.join(mism)}" if mism else ""))

@@ -13,6 +13,7 @@ from servesim.config.jsonfile import read_json
 from servesim.config.model import ModelSpec
 from servesim.config.outfile import write_json
 from servesim.errors import ConfigError
+from servesim.latency.intervals import check_envelope, check_intervals
 from servesim.latency.calibrated import FEATURES, REFERENCE_BW_EFFICIENCY, CalibratedModel, StepFeatures
 
 DEFAULT_CALIBRATION = DATA_DIR / "calibration" / "default.json"
@@ -30,6 +31,8 @@ class Calibration:
     name: str = "custom"
     fitted_on: list[str] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
+    intervals: dict[str, Any] | None = None  # prediction intervals (latency/intervals.py), versioned; None in old files
+    envelope: dict[str, Any] | None = None  # what the calibration data covered (latency/intervals.py)
 
     def vector(self) -> tuple[float, ...]:
         """θ in FEATURES order (missing features are 0)."""
@@ -88,6 +91,8 @@ def load_calibration(path: str | Path | None = None) -> Calibration:
     notes = raw.get("notes", {})
     if not isinstance(notes, dict):
         raise ConfigError(f"{where}: notes: must be an object")
+    intervals = check_intervals(raw.get("intervals"), where)
+    envelope = check_envelope(raw.get("envelope"), where)
     return Calibration(
         theta={k: float(v) for k, v in theta.items()},
         frontend_latency_s=float(raw.get("frontend_latency_s", 0.0)),
@@ -97,4 +102,6 @@ def load_calibration(path: str | Path | None = None) -> Calibration:
         name=str(raw.get("name", p.stem)),
         fitted_on=list(fitted_on),
         notes=dict(notes),
+        intervals=intervals,
+        envelope=envelope,
     )

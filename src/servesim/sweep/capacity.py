@@ -7,6 +7,13 @@ always a rate that was simulated and met every SLO; it assumes latency grows wit
 holds for the engine but not exactly for one random arrival sample, so the answer is the highest passing
 rate *found*, not a proof that no higher rate passes.
 
+Probes: by default each rate is a steady-state probe (sweep/steady.py: warm-up and cool-down dropped, run
+until the SLO statistic's 95 % CI is narrow or clear of the limit, or the queue grows, doubling the
+requests up to a cap); each evaluation carries the probe's verdict and reason. With a fixed probe length
+(the CLI's --num-requests/--duration) each rate is one whole run, warm-up included, as before.
+With prediction intervals in the calibration, two more bisections (reusing the probes) find the highest
+rate whose SLO statistics meet the SLOs at the intervals' upper end (pessimistic) and lower end (optimistic).
+
 Fleet sizing assumes independent instances behind an ideal load balancer: each gets rate / n requests
 per second, so n = ceil(target_rate / max_rate). One simulation = one engine instance (TP ranks of one
 instance are inside the step-time model); routing, queueing imbalance and prefix affinity across
@@ -75,6 +82,10 @@ class CapacityResult:
     evaluations: list[dict[str, Any]] = field(default_factory=list)  # {rate, ok, <slo name>: value} in search order
     instances: int | None = None  # for target_rate, when given
     error: str | None = None
+    rate_range: dict[str, Any] | None = None  # max rate at the pessimistic / optimistic ends of the prediction intervals
+    instances_pessimistic: int | None = None  # instances for target_rate at the pessimistic max rate
+    gpus: int | None = None  # instances x TP
+    gpus_pessimistic: int | None = None  # instances_pessimistic x TP
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,8 +108,11 @@ def find_capacity(
     max_evals: int = 40,
     label: str = "",
     params: dict[str, Any] | None = None,
+    passes: Callable[[dict[str, Any]], bool] | None = None,
 ) -> CapacityResult:
-    """Bisection on rate (see the module docstring); evaluate(rate) returns a run summary."""
+    """Bisection on rate (see the module docstring); evaluate(rate) returns a run summary (a steady probe's has "_ok").
+
+    passes(summary) overrides the pass test (the pessimistic/optimistic searches of the interval range)."""
     if not slos:
         raise ConfigError("capacity: give at least one --slo")
     if not (0 < rate_lo < rate_hi and math.isfinite(rate_hi)):
@@ -111,8 +125,14 @@ def find_capacity(
     def ok(rate: float) -> bool:
         if rate not in cache:
             summary = evaluate(rate)
-            passed = all(s.met(summary) for s in slos)
-            res.evaluations.append({"rate": rate, "ok": passed, **{s.name: s.value(summary) for s in slos}})
+            if passes is not None:
+                passed = passes(summary)
+            else:
+                passed = summary["_ok"] if "_ok" in summary else all(s.met(summary) for s in slos)
+            entry = {"rate": rate, "ok": passed, **{s.name: s.value(summary) for s in slos}}
+            if "_probe" in summary:
+                entry["probe"] = summary["_probe"]
+            res.evaluations.append(entry)
             cache[rate] = passed
         return cache[rate]
 
@@ -145,23 +165,104 @@ def _with_rate(kwargs: dict[str, Any], rate: float) -> dict[str, Any]:
     return point_kwargs(kwargs, {"rate": rate})
 
 
+def _steady_evaluate(kwargs: dict[str, Any], slos: list[Slo], seed: int) -> Callable[[float], dict[str, Any]]:
+    """evaluate(rate) for steady-state probes (sweep/steady.py): a summary-like dict of the SLO estimates, "_ok", "_probe"."""
+    from types import SimpleNamespace
+
+    from servesim.simulation import simulate
+    from servesim.sweep.steady import probe, record_series
+
+    def evaluate(rate: float) -> dict[str, Any]:
+        last: dict[str, Any] = {}
+
+        def run(n: int) -> tuple[list[dict[str, Any]], Any]:
+            from servesim.sweep.grid import point_kwargs
+
+            res = simulate(**point_kwargs(kwargs, {"rate": rate, "num_requests": n}), keep_requests=True, record_token_times=False)
+            last["summary"] = res.summary
+            done = [r for r in res.requests if r["e2e_ms"] is not None and r["ttft_ms"] is not None]
+            done.sort(key=lambda r: (r["arrival_s"], r["id"]))
+            return done, SimpleNamespace(**res.summary["saturation"])
+
+        verdict = probe(run, slos, record_series, seed=seed)
+        out: dict[str, Any] = {f"{s.metric}_ms": {} for s in slos}
+        for s, c in zip(slos, verdict.checks):
+            out[f"{s.metric}_ms"][s.stat] = c.estimate
+        if not verdict.checks:
+            for s in slos:
+                out[f"{s.metric}_ms"][s.stat] = None
+        out["_ok"] = verdict.ok
+        out["_probe"] = verdict.as_dict()
+        out["prediction_intervals"] = last["summary"].get("prediction_intervals")
+        return out
+
+    return evaluate
+
+
+def _interval_passes(slos: Sequence[Slo], side: int) -> Callable[[dict[str, Any]], bool]:
+    """Pass test at one end of the prediction intervals: estimate·e^(side·q) <= limit for every SLO (side +1 pessimistic)."""
+
+    def passes(summary: dict[str, Any]) -> bool:
+        scores = (summary.get("prediction_intervals") or {}).get("scores") or {}
+        for s in slos:
+            v = s.value(summary)
+            q = scores.get(f"{s.metric}_{s.stat}")
+            if v is None or q is None or not summary.get("_ok", True) and side > 0:
+                return False
+            if v * math.exp(side * q) > s.limit_ms:
+                return False
+        return True
+
+    return passes
+
+
+def interval_range_available(summary: dict[str, Any], slos: Sequence[Slo]) -> bool:
+    """True when every SLO statistic has a prediction-interval score in this probe's summary."""
+    scores = (summary.get("prediction_intervals") or {}).get("scores") or {}
+    return all(f"{s.metric}_{s.stat}" in scores for s in slos)
+
+
 def capacity_task(
     label: str, params: dict[str, Any], kwargs: dict[str, Any], slos: list[Slo], rate_lo: float, rate_hi: float,
-    rel_tol: float, summary: str, target_rate: float | None,
+    rel_tol: float, summary: str, target_rate: float | None, steady: bool = False,
 ) -> dict[str, Any]:
-    """One configuration's search, in a worker; simulate() at each probed rate. Returns CapacityResult.to_dict()."""
+    """One configuration's search, in a worker; simulate() at each probed rate. Returns CapacityResult.to_dict().
+
+    steady: steady-state probes (sweep/steady.py) instead of one fixed-length run per rate."""
     from servesim.errors import ServesimError
     from servesim.simulation import simulate
 
+    cache: dict[float, dict[str, Any]] = {}
+    if steady:
+        raw = _steady_evaluate(kwargs, slos, int(kwargs.get("seed") or 0))
+    else:
+        def raw(rate: float) -> dict[str, Any]:
+            return simulate(**_with_rate(kwargs, rate), keep_requests=summary == "exact").summary
+
     def evaluate(rate: float) -> dict[str, Any]:
-        return simulate(**_with_rate(kwargs, rate), keep_requests=summary == "exact").summary
+        if rate not in cache:
+            cache[rate] = raw(rate)
+        return cache[rate]
 
     try:
         res = find_capacity(evaluate, slos, rate_lo=rate_lo, rate_hi=rate_hi, rel_tol=rel_tol, label=label, params=params)
+        if res.max_rate is not None and interval_range_available(cache[res.max_rate], slos):
+            ends = {}
+            for side, name in ((1, "pessimistic"), (-1, "optimistic")):
+                r = find_capacity(evaluate, slos, rate_lo=rate_lo, rate_hi=rate_hi, rel_tol=rel_tol, passes=_interval_passes(slos, side))
+                ends[name] = r.max_rate
+            level = (cache[res.max_rate].get("prediction_intervals") or {}).get("level")
+            res.rate_range = {"level": level, **ends,
+                              "rule": "highest rate whose SLO statistics at the interval's upper (pessimistic) / lower (optimistic) end meet the SLOs"}
     except ServesimError as exc:
         res = CapacityResult(label, params, None, False, error=str(exc))
     if target_rate is not None:
         res.instances = instances_for(target_rate, res.max_rate)
+        if res.rate_range is not None:
+            res.instances_pessimistic = instances_for(target_rate, res.rate_range["pessimistic"])
+        tp = int(kwargs.get("tp") or 1)
+        res.gpus = None if res.instances is None else res.instances * tp
+        res.gpus_pessimistic = None if res.instances_pessimistic is None else res.instances_pessimistic * tp
     return res.to_dict()
 
 
@@ -178,6 +279,7 @@ def run_capacity(
     use_ray: bool = False,
     ray_address: str | None = None,
     on_result: Callable[[dict[str, Any]], None] | None = None,
+    steady: bool = False,
 ) -> list[dict[str, Any]]:
     """Capacity of each (label, params, simulate kwargs) configuration; results in the given order.
 
@@ -191,7 +293,7 @@ def run_capacity(
             raise ConfigError(f"capacity {label}: needs an open-loop workload with one rate (poisson, constant or gamma)")
     if target_rate is not None and not (math.isfinite(target_rate) and target_rate > 0):
         raise ConfigError(f"--target-rate {target_rate}: must be a finite number > 0")
-    tasks = [(label, params, kw, list(slos), rate_lo, rate_hi, rel_tol, summary, target_rate) for label, params, kw in configs]
+    tasks = [(label, params, kw, list(slos), rate_lo, rate_hi, rel_tol, summary, target_rate, steady) for label, params, kw in configs]
     out: list[dict[str, Any] | None] = [None] * len(tasks)
     from contextlib import closing
 

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from servesim.metrics.saturation import TREND_GROUPS, quarter_rule, trend_rule
+
 # Latency metrics compared per run: (metric family, statistic). Percentiles use numpy "linear".
 LATENCY_FAMILIES = ("ttft", "itl", "e2e")
 STATISTICS = ("mean", "p50", "p90", "p99")
@@ -36,7 +38,7 @@ def stat(values: Sequence[float] | np.ndarray, which: str) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One comparison: an experiment's stage (or 'all'), a metric, the two values and the errors (%)."""
+    """One comparison: an experiment's stage (or 'all'), a metric, the two values, the errors (%), the interval."""
 
     experiment: str
     stage: str
@@ -45,7 +47,8 @@ class Row:
     actual: float
     ape: float
     signed_error: float
-    saturated: bool
+    saturated: bool  # measured saturated: the run is reported apart, out of the headline MAPE
+    interval: tuple[float, float] | None = None  # prediction interval of `predicted` (calibration's level), when known
 
     def as_dict(self) -> dict[str, object]:
         """Plain dict for JSON output."""
@@ -86,11 +89,12 @@ def mape(rows: Iterable[Row], *, stage: str = "all", include_saturated: bool = F
 
 
 def queue_growing(arrival_s: Sequence[float], ttft_ms: Sequence[float | None], *, failed: int = 0, total: int | None = None) -> bool:
-    """True when a run's queue keeps growing: TTFT climbs from the first to the last quarter of arrivals.
+    """True when a run's queue keeps growing: TTFT climbs over the run, by arrival order.
 
-    Criterion (stated once, used for both sides): the mean TTFT of the last quarter of requests (by
-    arrival) exceeds both 1 s and 3× that of the first quarter, or more than 5 % of requests failed
-    (client timeouts). A run that only spikes and recovers is not flagged.
+    Criterion (metrics/saturation.py, stated once, used for both sides and by `run`): the quarter-means
+    rule (last-quarter mean TTFT > 1 s and > 3x the first quarter's) or the trend rule (Mann-Kendall
+    increasing at p < 0.001 over 16 equal-count groups, last group > 1 s and > 2x the first), or more than
+    5 % of requests failed (client timeouts). A run that only spikes and recovers is not flagged.
     """
     pairs = sorted((a, t) for a, t in zip(arrival_s, ttft_ms) if t is not None)
     n = len(pairs)
@@ -102,4 +106,6 @@ def queue_growing(arrival_s: Sequence[float], ttft_ms: Sequence[float | None], *
     q = max(1, n // 4)
     early = float(np.mean([t for _, t in pairs[:q]]))
     late = float(np.mean([t for _, t in pairs[-q:]]))
-    return late > 1000.0 and late > 3.0 * early
+    edges = np.linspace(0, n, TREND_GROUPS + 1).round().astype(int)
+    groups = [float(np.mean([t for _, t in pairs[a:b]])) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+    return quarter_rule(early, late) or trend_rule(groups)[0]

@@ -50,8 +50,13 @@ class RunComparison:
 
     @property
     def saturated(self) -> bool:
-        """Saturated on either side: its means are not latency predictions."""
-        return self.saturated_measured or self.saturated_predicted
+        """Measured saturated: the run has no steady-state latency to predict (reported apart)."""
+        return self.saturated_measured
+
+    @property
+    def regime_mismatch(self) -> bool:
+        """Predicted and measured saturation differ (the worst error a capacity tool can make)."""
+        return self.saturated_measured != self.saturated_predicted
 
 
 # ---- building the replayed workload --------------------------------------------------------------
@@ -220,21 +225,42 @@ def compare(exp: Experiment, run: MeasuredRun, result: RunResult, label: str | N
             continue
         pred = {"ttft": [p[0] for _, _, p in sel], "e2e": [p[1] for _, _, p in sel], "itl": [p[2] for _, _, p in sel if p[2] is not None]}
         act = {"ttft": [m.ttft_ms for m, _, _ in sel], "e2e": [m.e2e_ms for m, _, _ in sel], "itl": [m.itl_ms for m, _, _ in sel if m.itl_ms is not None]}
-        stage_rows = latency_rows(label, stage_name, pred, act, sat_meas or sat_pred)
+        stage_rows = latency_rows(label, stage_name, pred, act, sat_meas)
         if not closed:
             tp_pred = _throughput([r.arrival_s for _, r, _ in sel], [r.finish_s for _, r, _ in sel], [r.output_tokens for _, r, _ in sel])
             tp_act = _throughput([m.arrival_s for m, _, _ in sel], [m.arrival_s + m.e2e_ms / 1e3 for m, _, _ in sel], [m.output_tokens for m, _, _ in sel])
             if tp_pred and tp_act:
                 for metric, a, b in (("throughput_rps", tp_pred[0], tp_act[0]), ("output_tokens_per_s", tp_pred[1], tp_act[1])):
-                    row = make_row(label, stage_name, metric, a, b, sat_meas or sat_pred)
+                    row = make_row(label, stage_name, metric, a, b, sat_meas)
                     if row:
                         stage_rows.append(row)
+        stage_rows = with_intervals(stage_rows, result.summary)
         rows += stage_rows
         if idx is None:
             predicted_means = {r.metric: r.predicted for r in stage_rows}
             measured_means = {r.metric: r.actual for r in stage_rows}
     return RunComparison(exp.name, run.name, label, rows, sat_meas, sat_pred, predicted_means, measured_means,
-                         notes={"failed_measured": failed, "compared_requests": len(pairs)})
+                         notes={"failed_measured": failed, "compared_requests": len(pairs), **_load_notes(result)})
+
+
+def _load_notes(result: RunResult) -> dict[str, Any]:
+    """The simulated run's mean requests in system (Little's law) and regime (latency/intervals.py)."""
+    from servesim.latency.intervals import mean_in_system, regime_of
+
+    s = result.summary
+    load = mean_in_system(s.get("requests_per_s"), (s.get("e2e_ms") or {}).get("mean"))
+    return {"mean_in_system": load, "regime": "loaded" if s.get("saturated") else regime_of(load)}
+
+
+def with_intervals(rows: list[Row], summary: dict[str, Any]) -> list[Row]:
+    """Rows with the interval of each predicted value, from the run's interval scores (none: rows unchanged)."""
+    from dataclasses import replace as _replace
+
+    from servesim.latency.intervals import interval
+
+    scores = (summary.get("prediction_intervals") or {}).get("scores") or {}
+    return [_replace(r, interval=tuple(interval(r.predicted, scores[r.metric]))) if r.metric in scores and r.predicted > 0 else r
+            for r in rows]
 
 
 def predicted_means(result: RunResult) -> dict[str, float]:
@@ -266,8 +292,9 @@ def _compare_aggregate(exp: Experiment, run: MeasuredRun, result: RunResult, lab
         row = make_row(label, "all", metric, pred.get(metric), act.get(key), False)
         if row:
             rows.append(row)
+    rows = with_intervals(rows, result.summary)
     return RunComparison(exp.name, run.name, label, rows, False, False,
-                         {r.metric: r.predicted for r in rows}, {r.metric: r.actual for r in rows})
+                         {r.metric: r.predicted for r in rows}, {r.metric: r.actual for r in rows}, notes=_load_notes(result))
 
 
 @dataclass
@@ -276,6 +303,7 @@ class ValidationReport:
 
     choice: ModelChoice
     runs: list[RunComparison]
+    in_sample: dict[str, Any] | None = None  # which validated runs the calibration in use was fitted on
 
     @property
     def rows(self) -> list[Row]:
@@ -283,8 +311,12 @@ class ValidationReport:
         return [r for c in self.runs for r in c.rows]
 
     def mape(self) -> dict[str, float]:
-        """Mean APE (%) per metric over the non-saturated runs' whole-run rows."""
+        """Mean APE (%) per metric over the whole-run rows of runs measured unsaturated (whatever the prediction)."""
         return mape(self.rows)
+
+    def regime_accuracy(self) -> float | None:
+        """Fraction of runs whose predicted saturation agrees with the measured one (None: no runs)."""
+        return sum(not c.regime_mismatch for c in self.runs) / len(self.runs) if self.runs else None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document `servesim validate --output` writes."""
@@ -297,6 +329,12 @@ class ValidationReport:
                 for c in self.runs if c.saturated
             ],
             "mape_saturated_included": mape(self.rows, include_saturated=True),
+            "regime_mismatches": [
+                {"experiment": c.label, "measured_saturated": c.saturated_measured, "predicted_saturated": c.saturated_predicted}
+                for c in self.runs if c.regime_mismatch
+            ],
+            "regime_accuracy": self.regime_accuracy(),
+            "in_sample": self.in_sample,
         }
 
 
@@ -319,4 +357,19 @@ def validate(
             out.append(comp)
             if on_run is not None:
                 on_run(comp)
-    return ValidationReport(choice, out)
+    return ValidationReport(choice, out, in_sample_of(choice, out))
+
+
+def in_sample_of(choice: ModelChoice, runs: Sequence[RunComparison]) -> dict[str, Any] | None:
+    """Which validated runs the calibration in use was fitted on ('exp/run' names in its fitted_on); None when not calibrated."""
+    if choice.latency_model != "calibrated":
+        return None
+    cal = choice.calibration
+    if cal is None:
+        from servesim.latency.calibration import load_calibration
+
+        cal = load_calibration("default")
+    fitted = set(cal.fitted_on)
+    names = [c.label for c in runs if f"{c.experiment}/{c.run}" in fitted or c.experiment in fitted]
+    return {"calibration": cal.name, "runs": len(names), "of": len(runs), "names": names,
+            "note": f"in-sample for {len(names)} of {len(runs)} runs (the calibration was fitted on them)"}
