@@ -85,6 +85,18 @@ def provenance(hardware: Hardware) -> str:
     return transfer_for(hardware, 2.0).provenance
 
 
+def _bounded(at_same_x: float, at_same_shape: float, r: float) -> float:
+    """The efficiency at the same x, but on a GPU with a lower ridge (r > 1: more bandwidth per FLOP) never
+    below the table's at the same shape, and with a higher ridge (r < 1) never above it. Where the table's
+    efficiency falls with size (compute-bound tile/wave effects of that shape, e.g. GEMM M 65,536 → 131,072)
+    the shape's own efficiency is kept, so a GPU with the H100's peaks and more bandwidth is never slower.
+    Both bounds keep the time monotone in size and its ratio to the table GPU's between the FLOPs and the
+    bandwidth ratios (docs/LATENCY.md)."""
+    if r >= 1.0:
+        return at_same_x if at_same_x >= at_same_shape else at_same_shape
+    return at_same_x if at_same_x <= at_same_shape else at_same_shape
+
+
 class _Gemm:
     """GemmTable read at M·r."""
 
@@ -97,8 +109,10 @@ class _Gemm:
         return self.table.nearest_shape(k, n)
 
     def efficiency(self, m: float, k: int, n: int, *, exact: bool = False) -> float:
-        """The table's efficiency at M·r: this GPU's fraction of its own peak at (M, K, N)."""
-        return self.table.efficiency(m * self.r, k, n, exact=exact)
+        """The table's efficiency at M·r, bounded by its efficiency at M itself (see _bounded): this GPU's
+        fraction of its own peak at (M, K, N)."""
+        t = self.table
+        return _bounded(t.efficiency(m * self.r, k, n, exact=exact), t.efficiency(m, k, n, exact=exact), self.r)
 
 
 class _Prefill:
@@ -110,8 +124,10 @@ class _Prefill:
         self.table, self.r = table, r
 
     def efficiency(self, seq_len: float, h: int, hkv: int, dh: int, *, exact: bool = False) -> float:
-        """The table's causal-FLOP efficiency at S·r: this GPU's fraction of its BF16 peak at length S."""
-        return self.table.efficiency(seq_len * self.r, h, hkv, dh, exact=exact)
+        """The table's causal-FLOP efficiency at S·r, bounded by its efficiency at S (see _bounded): this GPU's
+        fraction of its BF16 peak at length S."""
+        t = self.table
+        return _bounded(t.efficiency(seq_len * self.r, h, hkv, dh, exact=exact), t.efficiency(seq_len, h, hkv, dh, exact=exact), self.r)
 
 
 class _Decode:
