@@ -13,7 +13,9 @@ r = ridge_table / ridge_target, and — in both regimes, see docs/LATENCY.md —
 to its own peak is the table's at s·r: eff'(s) = eff(s·r). Decode attention's intensity is fixed
 (H / H_kv FLOP per byte, far below every ridge): it stays memory-bound, keeps its bandwidth efficiency,
 and its efficiency relative to peak becomes eff·r (its time scales with the bandwidth ratio).
-On the table's own GPU r = 1 exactly and the tables are returned unchanged (same bits).
+Where the table's efficiency falls with size (compute-bound shape effects) the same shape's efficiency
+bounds the result (_bounded). On the table's own GPU r = 1 exactly and the tables are returned unchanged
+(same bits). docs/LATENCY.md, "Other GPUs", has the derivation and the datasheet numbers.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def provenance(hardware: Hardware) -> str:
 def _bounded(at_same_x: float, at_same_shape: float, r: float) -> float:
     """The efficiency at the same x, but on a GPU with a lower ridge (r > 1: more bandwidth per FLOP) never
     below the table's at the same shape, and with a higher ridge (r < 1) never above it. Where the table's
-    efficiency falls with size (compute-bound tile/wave effects of that shape, e.g. GEMM M 65,536 → 131,072)
+    efficiency falls with size (compute-bound tile/wave effects of that shape, e.g. GEMM M 8,192 → 131,072)
     the shape's own efficiency is kept, so a GPU with the H100's peaks and more bandwidth is never slower.
     Both bounds keep the time monotone in size and its ratio to the table GPU's between the FLOPs and the
     bandwidth ratios (docs/LATENCY.md)."""
