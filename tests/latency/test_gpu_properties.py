@@ -168,6 +168,8 @@ def test_mixed_steps_order_and_band_on_every_gpu(plan, model, name):
     assert t["H200"] <= t["H100"] and t["B200"] <= t["H200"], t
     for gpu in PRESETS:
         _in_band(name, mdl, tp, gpu, plan)
+        if name != "calibrated":  # the fast path and the breakdown agree bit for bit off the H100 too
+            assert bare(name, mdl, tp, gpu).step_time(plan) == bare(name, mdl, tp, gpu).explain(plan).seconds
 
 
 def test_hbm_terms_are_the_gemm_attention_and_activation_features():
