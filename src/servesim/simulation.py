@@ -13,6 +13,7 @@ from servesim.config import EngineConfig, Hardware, ModelSpec, engine_config, lo
 from servesim.engine import EngineStats, RequestRecord, RequestSource, RequestSpec, Simulator, num_gpu_blocks
 from servesim.errors import ConfigError
 from servesim.latency.factory import DEFAULT_LATENCY_MODEL, DEFAULT_OVERHEAD, build_latency_model
+from servesim.latency.transfer import provenance as kernel_provenance
 from servesim.metrics import per_request, summarize, summarize_by_stage
 from servesim.metrics.saturation import ArrivalBins
 
@@ -283,6 +284,7 @@ def simulate(
         "model_source": spec.source,
         "hardware": hw.name,
         "hardware_spec": {k: getattr(hw, k) for k in ("bf16_tflops", "fp8_tflops", "hbm_tb_s", "usable_memory_bytes", "nvlink_gb_s", "bw_efficiency", "per_layer_overhead_us")},
+        "kernel_efficiency": kernel_provenance(hw),
         "tensor_parallel_size": tp,
         "engine": eng.model_dump(),
         "num_gpu_blocks": blocks,

@@ -36,3 +36,26 @@ def test_bad_inputs_exit_2_one_line():
         out = run(*args)
         assert out.returncode == 2, (args, out.stderr)
         assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+
+
+def test_step_and_run_say_where_kernel_efficiency_comes_from(tmp_path):
+    out = run("step", "--decode", "8x700", "--json")
+    assert json.loads(out.stdout)["kernel_efficiency"] == "measured H100 tables"
+    out = run("step", "--hardware", "MI300X", "--decode", "8x700")
+    assert out.returncode == 0 and "kernel efficiency transferred from H100 tables" in out.stdout
+    path = tmp_path / "run.json"
+    out = run("run", "--hardware", "A100-80GB", "--rate", "4", "--num-requests", "5", "--output", str(path))
+    assert out.returncode == 0, out.stderr
+    assert "kernel efficiency transferred from H100 tables" in out.stdout
+    assert json.loads(path.read_text())["config"]["kernel_efficiency"] == "kernel efficiency transferred from H100 tables"
+
+
+def test_a100_decode_batch_8_scales_with_bandwidth_not_flops():
+    """Issue 13: batch 4 → 8 no longer doubles on an A100 (was 9.66 → 18.38 ms with the calibrated model)."""
+    t = {}
+    for gpu in ("H100", "A100-80GB"):
+        for n in (4, 8):
+            out = run("step", "--model", "llama-3.1-8b-instruct", "--hardware", gpu, "--decode", f"{n}x700", "--json")
+            t[gpu, n] = json.loads(out.stdout)["step_time_ms"]
+    assert t["A100-80GB", 8] / t["A100-80GB", 4] < 1.1
+    assert 1.0 < t["A100-80GB", 8] / t["H100", 8] < 3.35 / 2.039

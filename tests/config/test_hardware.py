@@ -12,12 +12,19 @@ SHARED_BLIS = {"H100": {"TFlopsPeak": 989.5, "BwPeakTBs": 3.35, "bwEfficiencyFac
 
 
 def test_presets_and_aliases():
-    for name in ["H100-SXM", "H100-PCIe", "H200", "A100-80GB", "A100-40GB", "L40S", "B200"]:
+    for name in ["H100-SXM", "H100-PCIe", "H200", "A100-80GB", "A100-40GB", "L40S", "B200", "MI300X"]:
         assert name in preset_names()
     h = load_hardware("H100")
     assert h.name == "H100-SXM" and h.bf16_tflops == 989.5 and h.fp8_tflops == 1979.0 and h.hbm_tb_s == 3.35
     assert h.peak_flops(2) == 989.5e12 and h.peak_flops(1) == 1979e12
     assert load_hardware("h200").hbm_tb_s == 4.8
+
+
+def test_mi300x_preset_from_the_amd_datasheet():
+    h = load_hardware("mi300x")
+    assert (h.name, h.bf16_tflops, h.fp8_tflops, h.hbm_tb_s, h.memory_gb, h.nvlink_gb_s) == ("MI300X", 1307.4, 2614.9, 5.3, 192, 896)
+    assert h.usable_memory_bytes == 205_822_885_888  # what rocm-smi / torch report: 191.6875 GiB
+    assert "AMD Instinct MI300X data sheet" in h.source
 
 
 def test_blis_layout(tmp_path):

@@ -11,7 +11,7 @@ import typer
 from servesim.config import outfile
 
 ModelOpt = typer.Option("llama-2-7b-hf", "--model", "-m", help="Bundled name, Hugging Face id, or path to config.json/folder.")
-HardwareOpt = typer.Option("H100", "--hardware", help="GPU preset (H100, H100-PCIe, H200, A100-80GB, A100-40GB, L40S, B200) or JSON file.")
+HardwareOpt = typer.Option("H100", "--hardware", help="GPU preset (H100, H100-PCIe, H100-NVL, H200, A100-80GB, A100-40GB, L40S, B200, MI300X) or JSON file.")
 HardwareConfigOpt = typer.Option(None, "--hardware-config", help="Hardware JSON (servesim or BLIS hardware_config.json layout).")
 TpOpt = typer.Option(1, "--tp", "--tensor-parallel-size", help="Tensor-parallel degree.", min=1)
 LatencyModelOpt = typer.Option("calibrated", "--latency-model", help="calibrated (fitted on real runs, default), roofline-v2 (the seed's) or roofline-v2-corrected.")

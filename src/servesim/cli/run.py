@@ -216,6 +216,7 @@ def render_summary(result, wall_s: float | None = None) -> None:  # type: ignore
         f"[bold]{c['model']}[/] on [bold]{c['hardware']}[/] TP{c['tensor_parallel_size']} · {c['latency_model']} + overhead {c['overhead']} · "
         f"max_num_seqs {eng['max_num_seqs']} · max_num_batched_tokens {eng['max_num_batched_tokens']} · "
         f"{c['num_gpu_blocks']:,} KV blocks of {eng['block_size']}"
+        + (f"\n{c['kernel_efficiency']}" if c.get("kernel_efficiency") else "")
     )
     table = Table(title=None)
     table.add_column("metric (ms)")

@@ -52,6 +52,7 @@ def register(app: typer.Typer) -> None:
         from servesim.api import resolve_hardware, resolve_model
         from servesim.latency import StepPlan
         from servesim.latency.factory import build_latency_model
+        from servesim.latency.transfer import provenance as kernel_provenance
 
         if prefill is None and decode is None:
             prefill, decode = DEFAULT_PREFILL, DEFAULT_DECODE
@@ -66,6 +67,7 @@ def register(app: typer.Typer) -> None:
         payload = {
             "model": spec.name,
             "hardware": hw.name,
+            "kernel_efficiency": kernel_provenance(hw),
             "tp": tp,
             "latency_model": lm.name,
             "overhead": overhead,
@@ -110,6 +112,7 @@ def _render(payload: dict, spec, hw) -> None:  # type: ignore[no-untyped-def]
     console.print(
         f"[bold]{spec.name}[/] on [bold]{hw.name}[/] TP{payload['tp']} · {payload['latency_model']} · overhead {payload['overhead']}\n"
         f"weights {spec.weight_bytes / 1e9:.2f} GB · KV {spec.kv_bytes_per_token:,.0f} B/token · step: {'; '.join(desc)}"
+        f"\n{payload['kernel_efficiency']}"
     )
     table = Table(show_lines=False)
     for col in ("component", "GFLOP", "MB", "compute ms", "memory ms", "time ms", "bound"):

@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 
 from servesim.config.hardware import Hardware
 from servesim.config.model import ModelSpec
-from servesim.latency.kernels import load_kernel_tables
 from servesim.latency.plan import Component, StepPlan, StepTime
 from servesim.latency.roofline import RooflineCorrected
 
@@ -92,7 +91,7 @@ class StepFeatures:
         m = self.model
         # Reuse the corrected roofline's GEMM inventory (sharded shapes, MoE, LM head) and constants.
         self._rc = RooflineCorrected(m, self.hardware, self.tp, bw_efficiency=1.0)
-        self.tables = load_kernel_tables(self.hardware.kernel_tables)
+        self.tables = self._rc.tables  # the H100 tables as this GPU reads them (transfer.py)
         self.peak = self.hardware.peak_flops(m.weight_bytes_per_param)
         self.attn_peak = self.hardware.bf16_flops
         self.bw = self.hardware.hbm_bytes_per_s

@@ -23,9 +23,10 @@ import numpy as np
 
 from servesim.config.hardware import Hardware
 from servesim.config.model import Gemm, ModelSpec
-from servesim.latency.kernels import ATTN_TABLE_PEAK_FLOPS, GEMM_TABLE_PEAK_FLOPS, DecodeAttentionTable, KernelTables, load_kernel_tables
+from servesim.latency.kernels import ATTN_TABLE_PEAK_FLOPS, GEMM_TABLE_PEAK_FLOPS, DecodeAttentionTable, KernelTables
 from servesim.latency.overhead import Overhead, make_overhead
 from servesim.latency.plan import Component, StepPlan, StepTime
+from servesim.latency.transfer import TransferredTables, tables_for
 
 # Anchor §2.4–2.5 memory-traffic discounts (empirical constants of BLIS v2).
 V2_DECODE_KV_READ = 0.80
@@ -133,8 +134,10 @@ class RooflineV2:
     def __post_init__(self) -> None:
         self.model.check_tp(self.tp)
         m, b = self.model, self.model.weight_bytes_per_param
-        self.tables: KernelTables = load_kernel_tables(self.hardware.kernel_tables)
         self.peak = self.hardware.bf16_flops  # BLIS: TFlopsPeak whatever the dtype
+        # The H100 tables as this GPU reads them (transfer.py; unchanged on an H100, so the seed's formula there).
+        self.tables: KernelTables | TransferredTables
+        self.tables, self.transfer = tables_for(self.hardware, 2.0)  # ridge at TFlopsPeak (BF16), as the peak
         eta = self.hardware.bw_efficiency if self.bw_efficiency is None else self.bw_efficiency
         self.bw = self.hardware.hbm_bytes_per_s * eta
         d, dkv = m.hidden_size, m.num_kv_heads * m.head_dim
@@ -165,6 +168,8 @@ class RooflineV2:
             return (self.kv_token + self._dec_kv * c + self._dec_act).tolist()
         m = self.model
         mu = decode_efficiency_row(self.tables.decode, key, lo, hi, m.num_heads, m.num_kv_heads, m.head_dim, self.tp, False)  # type: ignore[arg-type]
+        if not self.transfer.identity:
+            mu = mu * self.transfer.attn_r  # as tables.decode.efficiency (transfer._Decode): the same product
         return (c * mu).tolist()
 
     # -- pieces ----------------------------------------------------------------------------------
@@ -350,8 +355,10 @@ class RooflineCorrected:
     def __post_init__(self) -> None:
         self.model.check_tp(self.tp)
         m = self.model
-        self.tables = load_kernel_tables(self.hardware.kernel_tables)
         self.peak = self.hardware.peak_flops(m.weight_bytes_per_param)  # FP8 path for 1-byte weights
+        # The H100 tables as this GPU reads them (transfer.py): the same bits on an H100.
+        self.tables: KernelTables | TransferredTables
+        self.tables, self.transfer = tables_for(self.hardware, m.weight_bytes_per_param)
         self.attn_peak = self.hardware.bf16_flops  # attention runs on a 16-bit KV cache
         eta = self.hardware.bw_efficiency if self.bw_efficiency is None else self.bw_efficiency
         self.bw = self.hardware.hbm_bytes_per_s * eta
@@ -362,9 +369,12 @@ class RooflineCorrected:
         self._gemm_cache: dict[int, tuple[float, float, float, float]] = {}
         self._marginals = self.tables.decode.marginals(m.num_heads, m.num_kv_heads, m.head_dim, self.tp)
         # Decode attention of this model from the table's kernel: scale by the FLOPs per KV token (heads per
-        # GPU, head size, all layers) over the table's, and by the table's peak over this GPU's.
+        # GPU, head size, all layers) over the table's, and by the table's peak over this GPU's; off the
+        # table's GPU the efficiency is × r (memory-bound kernel: net time × table bandwidth / this GPU's).
         self._decode_scale = (4.0 * (m.num_heads / self.tp) * m.head_dim * m.num_layers / self._marginals.flops_per_token
                               * ATTN_TABLE_PEAK_FLOPS / self.attn_peak)
+        if not self.transfer.identity:
+            self._decode_scale /= self.transfer.attn_r
         self._segments = tuple(zip((0, *self._marginals.bounds), (*self._marginals.bounds, None)))
         # step_time() fast path.
         self._rows = _Rows(self._fill_row)
