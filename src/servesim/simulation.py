@@ -101,13 +101,12 @@ def _latency(latency_model: Any, overhead: str, calibration: Any, spec: ModelSpe
 
 
 def _workload_source(workload: Any, seed: int | None) -> tuple[RequestSource, dict[str, Any] | None]:
-    from servesim.workload import ListSource, WorkloadSpec, build_source, load_workload_yaml, parse_workload, preset
+    from servesim.workload import ListSource, WorkloadSpec, build_source, load_workload, parse_workload
 
     if workload is None:
         workload = "chat"
     if isinstance(workload, (str, Path)):
-        text = str(workload)
-        spec = load_workload_yaml(text) if text.endswith((".yaml", ".yml")) or Path(text).is_file() else preset(text)
+        spec = load_workload(workload)
     elif isinstance(workload, WorkloadSpec):
         spec = workload
     elif isinstance(workload, Mapping):

@@ -118,7 +118,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("prompt-tokens-zero", [*RUN, "--prompt-tokens", "0"], ["input_tokens", "value=0", ">= 1"]),
     ("output-tokens-negative", [*RUN, "--output-tokens", "-3"], ["output_tokens", "value=-3", ">= 1"]),
     ("prompt-min-above-max", [*RUN, "--prompt-tokens", "100", "--prompt-tokens-min", "200", "--prompt-tokens-max", "50", "-o", "OUT"],
-     ["input_tokens", "max=50", ">= min (200)"]),
+     ["--prompt-tokens-max=50", "must be >= --prompt-tokens-min (200)"]),
     ("arrival-unknown", [*RUN, "--arrival", "bogus"], ["arrival.process='bogus'", "'poisson'"]),
     ("concurrency-zero", [*RUN, "--concurrency", "0"], ["arrival.concurrency=0", "greater than or equal to 1"]),
     ("duration-negative", [*RUN, "--duration", "-1"], ["duration_s=-1.0", "greater than 0"]),
