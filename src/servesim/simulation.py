@@ -67,9 +67,19 @@ def resolve_engine(
 
 def kv_blocks_for(engine: EngineConfig, model: ModelSpec, hardware: Hardware) -> int:
     """KV blocks per GPU: the override when set, else vLLM's memory profile (engine/capacity.py)."""
-    if engine.num_gpu_blocks_override is not None:
-        return engine.num_gpu_blocks_override
     tp = engine.tensor_parallel_size
+    if engine.num_gpu_blocks_override is not None:
+        n = engine.num_gpu_blocks_override
+        # The override must fit in the GPU: vLLM allocates every block up front (torch.zeros), so more KV bytes than
+        # the GPU has fail at start-up; servesim refuses them the same way instead of allocating a huge block table.
+        need = n * engine.block_size * model.kv_bytes_per_token_per_gpu(tp)
+        if need > hardware.usable_memory_bytes:
+            raise ConfigError(
+                f"--num-gpu-blocks-override {n}: {n} blocks of {engine.block_size} tokens need {need / (1 << 30):,.1f} GiB "
+                f"of KV cache per GPU, more than {hardware.name}'s {hardware.usable_memory_bytes / (1 << 30):.1f} GiB "
+                f"(at most {int(hardware.usable_memory_bytes // (engine.block_size * model.kv_bytes_per_token_per_gpu(tp))):,} blocks)"
+            )
+        return n
     try:
         return num_gpu_blocks(
             gpu_memory_bytes=hardware.usable_memory_bytes,

@@ -7,10 +7,17 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from servesim.errors import ConfigError
 
 
+# The KV block sizes vLLM offers (vllm/config/cache.py, `BlockSize = Literal[1, 8, 16, 32, 64, 128, 256]`;
+# vLLM <= 0.10 stopped at 128). engine_config() refuses others; EngineConfig itself takes any size >= 1 so tests
+# can drive the scheduler with tiny blocks.
+VLLM_BLOCK_SIZES = (1, 8, 16, 32, 64, 128, 256)
+
+
 class EngineConfig(BaseModel):
     """The vLLM engine arguments servesim models (names as in `vllm serve --help`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `max_num_seqs: true` in a YAML file is refused (a boolean is not a number), as is "256".
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     tensor_parallel_size: int = Field(1, ge=1)
     # vLLM V1 OpenAI server defaults on >=70 GiB GPUs (H100/H200/B200): 1024 seqs, 8192 tokens;
@@ -58,9 +65,15 @@ def engine_config(**kwargs: object) -> EngineConfig:
     """Build an EngineConfig, turning pydantic's error into a one-line ConfigError."""
     from pydantic import ValidationError
 
+    bs = kwargs.get("block_size", 16)
+    if not isinstance(bs, bool) and isinstance(bs, int) and bs >= 1 and bs not in VLLM_BLOCK_SIZES:
+        raise ConfigError(f"engine: block_size={bs}: not a block size vLLM offers (allowed: {', '.join(map(str, VLLM_BLOCK_SIZES))})")
     try:
         return EngineConfig(**kwargs)  # type: ignore[arg-type]
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err.get("loc", ())) or "engine"
-        raise ConfigError(f"engine: {field}={err.get('input')!r}: {err.get('msg')}") from None
+        msg = str(err.get("msg"))
+        if isinstance(err.get("input"), bool) and err.get("type") in ("int_type", "float_type"):
+            msg += " (true/false is not a number)"
+        raise ConfigError(f"engine: {field}={err.get('input')!r}: {msg}") from None
