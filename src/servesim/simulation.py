@@ -48,6 +48,34 @@ class RunResult:
         return pd.DataFrame(self.requests)
 
 
+def check_tp(tp: Any) -> int:
+    """tp unchanged when it is an int >= 1 (not a bool or "2"); ConfigError naming --tp otherwise."""
+    if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
+        raise ConfigError(f"--tp={tp!r}: must be an integer >= 1 (tensor-parallel GPUs)")
+    return tp
+
+
+def check_model_arg(model: Any) -> None:
+    """ConfigError unless model is a model name / Hugging Face id / path (non-empty) or a ModelSpec."""
+    if isinstance(model, ModelSpec):
+        return
+    if not isinstance(model, (str, Path)) or not str(model).strip():
+        raise ConfigError(f"--model {model!r}: expected a bundled model name, a Hugging Face id, a config.json path or a ModelSpec")
+
+
+def check_hardware_arg(hardware: Any, hardware_config: Any = None) -> None:
+    """ConfigError unless hardware is a GPU preset name / JSON path (non-empty) or a Hardware, and hardware_config a path."""
+    if not isinstance(hardware, Hardware) and (not isinstance(hardware, (str, Path)) or not str(hardware).strip()):
+        raise ConfigError(f"--hardware {hardware!r}: expected a GPU preset name (e.g. H100), a hardware JSON path or a Hardware")
+    if hardware_config is not None and (not isinstance(hardware_config, (str, Path)) or not str(hardware_config).strip()):
+        raise ConfigError(f"--hardware-config {hardware_config!r}: expected a path to a hardware JSON file")
+
+
+def _check_flag(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r}: must be True or False")
+
+
 def resolve_engine(
     engine: EngineConfig | Mapping[str, Any] | None, model: ModelSpec, hardware: Hardware, tp: int
 ) -> EngineConfig:
@@ -124,7 +152,19 @@ def _workload_source(workload: Any, seed: int | None) -> tuple[RequestSource, di
     elif hasattr(workload, "peek_arrival_s"):
         return workload, None
     else:
-        return ListSource(list(workload)), None
+        from servesim.engine import RequestSpec
+        from servesim.errors import WorkloadError
+
+        try:
+            items = list(workload)
+        except TypeError:
+            items = None
+        bad = None if items is None else next((i for i, x in enumerate(items) if not isinstance(x, RequestSpec)), None)
+        if items is None or bad is not None:
+            what = type(workload).__name__ if items is None else f"item {bad} is {type(items[bad]).__name__}"
+            raise WorkloadError(f"workload: {what}; expected a preset name, a YAML path, a mapping, a WorkloadSpec, "
+                                "a RequestSource or a list of RequestSpec")
+        return ListSource(items), None
     described = spec.model_dump(mode="json", exclude_none=True)
     if seed is not None:
         described["seed"] = seed
@@ -205,6 +245,24 @@ def simulate(
     (exact ITL mean, approximate ITL percentiles). event_skipping changes speed, never answers
     (engine/skipping.py).
     """
+    from servesim.workload.spec import check_seed
+
+    check_model_arg(model)
+    check_hardware_arg(hardware, hardware_config)
+    check_tp(tp)
+    seed = check_seed(seed)
+    for name, flag in (("check_invariants", check_invariants), ("keep_requests", keep_requests), ("event_skipping", event_skipping)):
+        _check_flag(name, flag)
+    if record_token_times is not None:
+        _check_flag("record_token_times", record_token_times)
+    if engine is not None and not isinstance(engine, (EngineConfig, Mapping)):
+        raise ConfigError(f"engine={engine!r}: expected a mapping of vLLM engine arguments or an EngineConfig")
+    if not isinstance(latency_model, str) and not callable(getattr(latency_model, "step_time", None)):
+        raise ConfigError(f"--latency-model {latency_model!r}: expected a model name (calibrated, roofline-v2, ...) or an object with step_time()")
+    if not isinstance(overhead, str):
+        raise ConfigError(f"--overhead {overhead!r}: expected a variant name (none, fixed, per-layer, ...)")
+    if on_record is not None and not callable(on_record):
+        raise ConfigError(f"on_record={on_record!r}: must be callable")
     spec = model if isinstance(model, ModelSpec) else load_model(model)
     hw = hardware if isinstance(hardware, Hardware) else load_hardware(str(hardware), hardware_config)
     spec.check_tp(tp)

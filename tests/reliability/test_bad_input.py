@@ -23,7 +23,7 @@ FILES: dict[str, str] = {
     "m_nanhidden.json": '{"hidden_size": NaN, "num_hidden_layers": 2, "num_attention_heads": 4}',
     "m_neglayers.json": '{"hidden_size": 64, "num_hidden_layers": -2, "num_attention_heads": 4}',
     "m_trunc.json": '{"hidden_size": 64, "num_hid',
-    "m_badquant.json": '{"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, '
+    "m_badquant.json": '{"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 100, '
                        '"quantization_config": {"quant_method": "compressed-tensors", "config_groups": [1]}}',
     # hardware
     "hw_neg.json": '{"name": "X", "bf16_tflops": -1, "hbm_tb_s": 3, "memory_gb": 80}',

@@ -54,10 +54,11 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     ) -> None:
         """Highest request rate meeting every SLO, per configuration (one engine instance per simulation)."""
-        from servesim.sweep import parse_slo, run_capacity
+        from servesim.sweep.capacity import check_search, parse_slo, run_capacity
         from servesim.workload import load_workload, workload_from_flags
 
         slos = [parse_slo(s) for s in slo]
+        check_search(slos, rate_min, rate_max, tolerance)
         check_output(output, "--output")
         base: Any = "chat"
         if workload is not None:

@@ -365,6 +365,8 @@ def spec_from_config(cfg: dict[str, Any], name: str, where: str = "config.json")
 def load_model(model: str | Path) -> ModelSpec:
     """Resolve a bundled name, a Hugging Face id or a path (folder or config.json) to a ModelSpec."""
     text = str(model)
+    if not text.strip():
+        raise ConfigError(f"--model {model!r}: expected a bundled model name, a Hugging Face id, a config.json path or a ModelSpec")
     path = Path(text).expanduser()
     if path.is_dir():
         path = path / "config.json"

@@ -23,7 +23,7 @@ from typing import Any
 
 from servesim.errors import ConfigError
 
-__all__ = ["CapacityResult", "Slo", "find_capacity", "instances_for", "parse_slo", "run_capacity"]
+__all__ = ["CapacityResult", "Slo", "check_search", "find_capacity", "instances_for", "parse_slo", "run_capacity"]
 
 METRICS = ("ttft", "itl", "tpot", "e2e", "queue")
 STATS = ("mean", "p50", "p90", "p95", "p99")
@@ -87,6 +87,19 @@ def instances_for(target_rate: float, max_rate: float | None) -> int | None:
     return max(1, math.ceil(target_rate / max_rate - 1e-12))
 
 
+def check_search(slos: Sequence[Slo], rate_lo: float, rate_hi: float, rel_tol: float) -> None:
+    """Refuse a search that cannot mean anything (no SLO, an empty or non-finite rate range, a tolerance outside (0, 1))."""
+    if not slos:
+        raise ConfigError("capacity: give at least one --slo")
+    for flag, v in (("--rate-min", rate_lo), ("--rate-max", rate_hi), ("--tolerance", rel_tol)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ConfigError(f"capacity: {flag} {v!r}: must be a finite number")
+    if not 0 < rate_lo < rate_hi:
+        raise ConfigError(f"capacity: need 0 < --rate-min ({rate_lo}) < --rate-max ({rate_hi})")
+    if not 0 < rel_tol < 1:
+        raise ConfigError(f"capacity: --tolerance {rel_tol}: must be in (0, 1)")
+
+
 def find_capacity(
     evaluate: Callable[[float], dict[str, Any]],
     slos: Sequence[Slo],
@@ -99,12 +112,7 @@ def find_capacity(
     params: dict[str, Any] | None = None,
 ) -> CapacityResult:
     """Bisection on rate (see the module docstring); evaluate(rate) returns a run summary."""
-    if not slos:
-        raise ConfigError("capacity: give at least one --slo")
-    if not (0 < rate_lo < rate_hi and math.isfinite(rate_hi)):
-        raise ConfigError(f"capacity: need 0 < --rate-min ({rate_lo}) < --rate-max ({rate_hi})")
-    if not 0 < rel_tol < 1:
-        raise ConfigError(f"capacity: --tolerance {rel_tol}: must be in (0, 1)")
+    check_search(slos, rate_lo, rate_hi, rel_tol)
     res = CapacityResult(label, dict(params or {}), None, True)
     cache: dict[float, bool] = {}
 
@@ -185,6 +193,7 @@ def run_capacity(
     """
     from servesim.sweep.runner import run_tasks
 
+    check_search(slos, rate_lo, rate_hi, rel_tol)  # before any configuration runs: an error, not a result row
     for label, _, kw in configs:
         arrival = (kw.get("workload") or {}).get("arrival") if isinstance(kw.get("workload"), dict) else None
         if not isinstance(arrival, dict) or arrival.get("process") in (None, "synchronous", "concurrency") or arrival.get("stages"):

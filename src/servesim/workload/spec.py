@@ -342,6 +342,8 @@ def load_workload_yaml(path: str | Path) -> WorkloadSpec:
 
 def load_workload(text: str | Path) -> WorkloadSpec:
     """--workload's value: a YAML file (a path ending .yaml/.yml, or any existing file) or a preset name."""
+    if not str(text).strip():
+        raise WorkloadError(f"--workload {str(text)!r}: empty; give a workload YAML file or a preset ({', '.join(sorted(PRESETS))})")
     p = Path(text)
     if p.is_dir():
         raise WorkloadError(f"--workload {p}: is a folder; give a workload YAML file or a preset ({', '.join(sorted(PRESETS))})")
