@@ -17,6 +17,10 @@ from servesim.metrics import per_request, summarize, summarize_by_stage
 
 STREAM_REL_ERROR = 0.005  # streaming percentiles: relative error bound (metrics/streaming.py)
 STREAM_BATCH = 4096  # records folded into the streaming summary at a time
+# Front-end (API server) delay bounds, as for calibration files (latency/calibration.py FIELD_MAX): a request
+# that waits a minute before the engine sees it is a broken server, not a latency to simulate.
+MAX_FRONTEND_S = 60.0
+MAX_FRONTEND_PER_TOKEN_S = 0.01
 
 
 @dataclass
@@ -86,6 +90,10 @@ def resolve_engine(
         cfg = engine.model_copy(update={"tensor_parallel_size": tp})
     else:
         cfg = engine_config(**{**dict(engine), "tensor_parallel_size": tp})
+    # vLLM refuses a max_model_len above the model's max_position_embeddings (ModelConfig.get_and_verify_max_len).
+    if cfg.max_model_len is not None and cfg.max_model_len > model.max_position_embeddings:
+        raise ConfigError(f"--max-model-len {cfg.max_model_len}: above {model.name}'s max_position_embeddings "
+                          f"({model.max_position_embeddings}); vLLM refuses it")
     return cfg.resolved(
         gpu_memory_gib=hardware.usable_memory_bytes / (1 << 30),
         gpu_name=hardware.name,
@@ -208,6 +216,24 @@ class _Stream:
         return self.total.summary(), stages
 
 
+def check_run(
+    model: Any = "llama-2-7b-hf", hardware: Any = "H100", tp: Any = 1, *, engine: Any = None,
+    latency_model: Any = DEFAULT_LATENCY_MODEL, overhead: Any = DEFAULT_OVERHEAD, calibration: Any = None,
+    hardware_config: Any = None, **_: Any,
+) -> None:
+    """Raise the ServesimError simulate() would for this configuration (model, GPU, TP, engine, step-time model),
+    without running anything; the workload is not checked."""
+    check_model_arg(model)
+    check_hardware_arg(hardware, hardware_config)
+    check_tp(tp)
+    spec = model if isinstance(model, ModelSpec) else load_model(model)
+    hw = hardware if isinstance(hardware, Hardware) else load_hardware(str(hardware), hardware_config)
+    spec.check_tp(tp)
+    eng = resolve_engine(engine, spec, hw, tp)
+    kv_blocks_for(eng, spec, hw)
+    _latency(latency_model, overhead, calibration, spec, hw, tp, eng.async_scheduling)
+
+
 def simulate(
     model: str | Path | ModelSpec = "llama-2-7b-hf",
     hardware: str | Path | Hardware = "H100",
@@ -273,9 +299,11 @@ def simulate(
         frontend_latency_s = cal.frontend_latency_s if cal is not None else 0.0
     if frontend_per_token_s is None:
         frontend_per_token_s = cal.frontend_per_token_s if cal is not None else 0.0
-    for flag, v in (("--frontend-latency-ms", frontend_latency_s), ("frontend_per_token_s", frontend_per_token_s)):
+    for flag, v, most in (("--frontend-latency-ms", frontend_latency_s, MAX_FRONTEND_S), ("frontend_per_token_s", frontend_per_token_s, MAX_FRONTEND_PER_TOKEN_S)):
         if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
             raise ConfigError(f"{flag}: {v!r} s must be a finite number >= 0")
+        if v > most:
+            raise ConfigError(f"{flag}: {v!r} s must be <= {most:g} s")
     source, described = _workload_source(workload, seed)
     if frontend_latency_s or frontend_per_token_s:
         from servesim.workload.frontend import FrontendSource

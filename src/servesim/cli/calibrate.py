@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import Optional
 
@@ -39,11 +41,12 @@ def register(app: typer.Typer) -> None:
             raise ServesimError("calibrate: give experiment folders or --suite NAME")
         from servesim.cli.common import check_output
 
+        if fit_window is not None and (not math.isfinite(fit_window) or fit_window < 0):
+            raise ServesimError(f"--fit-window {fit_window}: must be a finite number of seconds >= 0 (0 = whole runs)")
         check_output(output, "--output")
         check_output(report, "--report")
-        experiments = [load_experiment(p) for p in paths or []]
-        for name in suite or []:
-            experiments += load_suite(name)
+        suites = [e for name in suite or [] for e in load_suite(name)]  # a bad --suite is named before any folder is read
+        experiments = [load_experiment(p) for p in paths or []] + suites
         window = fit_window or None
         err = make_console(stderr=True)
         console = make_console()

@@ -26,6 +26,9 @@ def h2b(
     from servesim.validation import load_suite
     from servesim.validation.h2b import chart, criteria, overall, report_markdown, results_json, run_h2b
 
+    from servesim.workload.spec import check_seed
+
+    check_seed(seed)
     if output_dir.exists() and not output_dir.is_dir():
         raise ServesimError(f"--output-dir {output_dir}: exists and is not a folder")
     if not output_dir.resolve().parent.is_dir():

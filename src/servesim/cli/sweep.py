@@ -32,6 +32,11 @@ def register(app: typer.Typer) -> None:
         spec = load_sweep(spec_path)
         out = output if output is not None else spec_path.with_name(spec_path.stem + ".results.jsonl")
         check_output(out, "--output")
+        if plot is not None or plot_metric:
+            from servesim.sweep.plot import check_plot
+
+            check_output(plot, "--plot")
+            check_plot(spec.grid, tuple(plot_metric or ()))
         check_points(spec)
         console = make_console(stderr=True)
         started = time.perf_counter()

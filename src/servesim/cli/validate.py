@@ -31,10 +31,12 @@ def register(app: typer.Typer) -> None:
 
         if not paths and not suite:
             raise ServesimError(f"validate: give experiment folders or --suite NAME (suites: {', '.join(list_suites())})")
+        from servesim.workload.spec import check_seed
+
+        check_seed(seed)
         check_output(output, "--output")
-        experiments = [load_experiment(p) for p in paths or []]
-        for name in suite or []:
-            experiments += load_suite(name)
+        suites = [e for name in suite or [] for e in load_suite(name)]  # a bad --suite is named before any folder is read
+        experiments = [load_experiment(p) for p in paths or []] + suites
         cal = None
         if calibration is not None:
             from servesim.latency.calibration import load_calibration

@@ -25,6 +25,9 @@ from servesim.errors import ConfigError
 
 __all__ = ["CapacityResult", "Slo", "check_search", "find_capacity", "instances_for", "parse_slo", "run_capacity"]
 
+# Highest request rate a search may probe or size a fleet for (req/s): one engine serves ~1-10^3 req/s, so 10^6
+# already means a thousand instances; 1e300 would only double its way to a meaningless answer.
+MAX_RATE = 1e6
 METRICS = ("ttft", "itl", "tpot", "e2e", "queue")
 STATS = ("mean", "p50", "p90", "p95", "p99")
 _SLO_RE = re.compile(r"^(?P<metric>[a-z0-9]+)_(?P<stat>mean|p50|p90|p95|p99)_ms\s*(?:=|<=)\s*(?P<value>[-+0-9.eE]+)$")
@@ -96,6 +99,8 @@ def check_search(slos: Sequence[Slo], rate_lo: float, rate_hi: float, rel_tol: f
             raise ConfigError(f"capacity: {flag} {v!r}: must be a finite number")
     if not 0 < rate_lo < rate_hi:
         raise ConfigError(f"capacity: need 0 < --rate-min ({rate_lo}) < --rate-max ({rate_hi})")
+    if rate_hi > MAX_RATE:
+        raise ConfigError(f"capacity: --rate-max {rate_hi}: must be <= {MAX_RATE:g} req/s")
     if not 0 < rel_tol < 1:
         raise ConfigError(f"capacity: --tolerance {rel_tol}: must be in (0, 1)")
 
@@ -198,8 +203,12 @@ def run_capacity(
         arrival = (kw.get("workload") or {}).get("arrival") if isinstance(kw.get("workload"), dict) else None
         if not isinstance(arrival, dict) or arrival.get("process") in (None, "synchronous", "concurrency") or arrival.get("stages"):
             raise ConfigError(f"capacity {label}: needs an open-loop workload with one rate (poisson, constant or gamma)")
-    if target_rate is not None and not (math.isfinite(target_rate) and target_rate > 0):
-        raise ConfigError(f"--target-rate {target_rate}: must be a finite number > 0")
+    if target_rate is not None and not (math.isfinite(target_rate) and 0 < target_rate <= MAX_RATE):
+        raise ConfigError(f"--target-rate {target_rate}: must be a finite number in (0, {MAX_RATE:g}] req/s")
+    from servesim.simulation import check_run
+
+    for label, _, kw in configs:  # a bad model, GPU or TP is an error before anything runs, not a result row
+        check_run(**kw)
     tasks = [(label, params, kw, list(slos), rate_lo, rate_hi, rel_tol, summary, target_rate) for label, params, kw in configs]
     out: list[dict[str, Any] | None] = [None] * len(tasks)
     for i, res in run_tasks(capacity_task, tasks, workers=workers, use_ray=use_ray, ray_address=ray_address):

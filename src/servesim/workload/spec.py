@@ -97,12 +97,18 @@ class LengthSpec(_Strict):
     file: str | None = None
     column: str | None = None
     _dist: Any = PrivateAttr(default=None)
+    # Not strict: 512.0 is accepted as 512 (distributions.py); booleans are refused by _shorthand below.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=False)
 
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, data: Any) -> Any:
         if isinstance(data, (int, float)) and not isinstance(data, bool):
             return {"kind": "constant", "value": data}
+        if isinstance(data, dict):
+            for key, v in data.items():
+                if isinstance(v, bool) or (isinstance(v, list) and any(isinstance(x, bool) for x in v)):
+                    raise ValueError(f"{key}={v!r}: true/false is not a number")
         return data
 
     @field_validator("file")
@@ -149,7 +155,7 @@ class ArrivalSpec(_Strict):
     process: ArrivalName
     rate: float | None = Field(None, gt=0)
     concurrency: int | None = Field(None, ge=1, le=MAX_CLIENTS)
-    cv: float | None = Field(None, gt=0)
+    cv: float | None = Field(None, gt=0, le=1000)  # gamma shape 1/cv**2: above 1000 it underflows to bursts of 0 s gaps
     think_time_s: float | None = Field(None, ge=0)
     stages: tuple[StageSpec, ...] | None = Field(None, min_length=1, strict=False)  # a YAML list is fine
 
@@ -410,6 +416,9 @@ def _flag_lengths(prefix: str, mean: int | None, stdev: float | None, lo: int | 
         raise WorkloadError(f"flags: --{prefix}-tokens-stdev={stdev!r}: must be a finite number >= 0")
     if stdev is not None and stdev > MAX_LENGTH:
         raise WorkloadError(f"flags: --{prefix}-tokens-stdev={stdev!r}: must be <= {MAX_LENGTH}")
+    for flag, v, lowest in ((f"--{prefix}-tokens-min", lo, 0), (f"--{prefix}-tokens-max", hi, 1)):
+        if v is not None and not lowest <= v <= MAX_LENGTH:
+            raise WorkloadError(f"flags: {flag}={v}: must be an integer in [{lowest}, {MAX_LENGTH}]")
     # A mean outside [min, max] contradicts the bounds (the mean would be silently ignored): refuse it.
     if lo is not None and hi is not None and lo > hi:
         raise WorkloadError(f"flags: --{prefix}-tokens-max={hi}: must be >= --{prefix}-tokens-min ({lo})")
