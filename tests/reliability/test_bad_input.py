@@ -319,6 +319,9 @@ ISSUE11_FILES: dict[str, str | bytes] = {
     "s_latin1.yaml": b"base: {workload: " + SWEEP_WL.encode() + b"}\ngrid: {tp: [1]}  # \xff\n",
     "s_dup.yaml": f"base: {{workload: {SWEEP_WL}}}\ngrid: {{tp: [1]}}\ngrid: {{tp: [2]}}\n",
     "s_tp_str.yaml": f"base: {{latency_model: roofline-v2, workload: {SWEEP_WL}}}\ngrid: {{tp: ['2']}}\n",
+    "s_seedneg.yaml": f"base: {{seed: -1, latency_model: roofline-v2, workload: {SWEEP_WL}}}\ngrid: {{tp: [1]}}\n",
+    "s_rate_bool.yaml": "base: {latency_model: roofline-v2, workload: {input_tokens: 10, output_tokens: 2, arrival: {process: poisson, rate: 1}, "
+                        "num_requests: 2}}\ngrid: {rate: [true]}\n",
     "s_plot.yaml": f"base: {{latency_model: roofline-v2, workload: {SWEEP_WL}}}\ngrid: {{tp: [1]}}\n",
     "e_latin1/experiment.yaml": EXP.encode() + b"# \xe9\n",
     "e_dup/experiment.yaml": EXP + "model: llama-2-70b-hf\n",
@@ -506,6 +509,8 @@ ISSUE11_CASES: list[tuple[str, list[str], list[str]]] = [
     ("sweep-latin1", ["sweep", "s_latin1.yaml", "-o", "OUT.jsonl"], ["s_latin1.yaml", "byte offset", "not UTF-8"]),
     ("sweep-duplicate-key", ["sweep", "s_dup.yaml", "-o", "OUT.jsonl"], ["s_dup.yaml", "key 'grid' given twice", "line 3"]),
     ("sweep-tp-string", ["sweep", "s_tp_str.yaml", "-o", "OUT.jsonl"], ["tp='2'", "integer >= 1"]),
+    ("sweep-seed-negative", ["sweep", "s_seedneg.yaml", "-o", "OUT.jsonl"], ["sweep point 0", "seed=-1", "2**63 - 1"]),
+    ("sweep-rate-bool", ["sweep", "s_rate_bool.yaml", "-o", "OUT.jsonl"], ["sweep point 0 (rate=True)", "arrival.rate=True"]),
     ("sweep-plot-without-rate", ["sweep", "s_plot.yaml", "--plot", "p.png", "-o", "OUT.jsonl"], ["--plot", "no 'rate'"]),
     ("sweep-plot-metric-unknown", ["sweep", "s_plot.yaml", "--plot-metric", "ttft", "-o", "OUT.jsonl"], ["--plot-metric 'ttft'", "not a summary metric"]),
     ("sweep-plot-folder-missing", ["sweep", "s_plot.yaml", "--plot", "nodir/p.png", "-o", "OUT.jsonl"], ["--plot nodir/p.png", "folder nodir does not exist"]),
@@ -614,6 +619,13 @@ API_CASES: list[tuple[str, str, dict, type, list[str] | None]] = [
     ("sim-latency-model-int", "simulate", {"latency_model": 5, "workload": _WL}, ConfigError, None),
     ("sim-overhead-int", "simulate", {"overhead": 5, "workload": _WL}, ConfigError, None),
     ("sim-on-record-not-callable", "simulate", {"on_record": 5, "workload": _WL}, ConfigError, None),
+    ("engine-config-zero", "EngineConfig", {"max_num_seqs": 0}, ConfigError, [*RUN, "--max-num-seqs", "0"]),
+    ("engine-config-bool", "EngineConfig", {"block_size": True}, ConfigError, None),
+    ("engine-config-unknown", "EngineConfig", {"max_num_seq": 4}, ConfigError, None),
+    ("load-hardware-int", "load_hardware", {"name": 5}, ConfigError, None),
+    ("load-hardware-empty", "load_hardware", {"name": ""}, ConfigError, [*RUN, "--hardware", ""]),
+    ("load-model-empty", "load_model", {"model": ""}, ConfigError, [*RUN, "--model", ""]),
+    ("load-model-unknown", "load_model", {"model": "lama-2-7b"}, ConfigError, [*RUN, "--model", "lama-2-7b"]),
 ]
 
 

@@ -68,7 +68,7 @@ def check_points(spec) -> None:  # type: ignore[no-untyped-def]
     seen: set[str] = set()
     for point in expand(spec):  # workload and engine values, checked by the runner
         kw = point.kwargs
-        key = repr(sorted((k, repr(kw.get(k))) for k in ("model", "hardware", "hardware_config", "tp", "latency_model", "overhead", "calibration")))
+        key = repr(sorted((k, repr(kw.get(k))) for k in ("model", "hardware", "hardware_config", "tp", "latency_model", "overhead", "calibration", "seed")))
         if key in seen:
             continue
         seen.add(key)
@@ -83,6 +83,9 @@ def check_points(spec) -> None:  # type: ignore[no-untyped-def]
             if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
                 raise ConfigError(f"tp={tp!r}: must be an integer >= 1")
             spec_m.check_tp(tp)
+            from servesim.workload.spec import check_seed
+
+            check_seed(kw.get("seed"))
             lm = kw.get("latency_model", DEFAULT_LATENCY_MODEL)
             if isinstance(lm, str) and lm != "calibrated" and lm not in LATENCY_MODELS:
                 raise ConfigError(f"latency_model={lm!r}: unknown model (allowed: calibrated, {', '.join(LATENCY_MODELS)})")

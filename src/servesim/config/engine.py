@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from servesim.errors import ConfigError
@@ -34,6 +36,15 @@ class EngineConfig(BaseModel):
     # vLLM schedules step k+1 while step k runs; on by default since vLLM 0.14 (PR #27614), off in 0.11.
     async_scheduling: bool = True
 
+    def __init__(self, **data: object) -> None:
+        """Validate vLLM engine arguments; a bad one raises a one-line ConfigError naming the field and the value."""
+        from pydantic import ValidationError
+
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _config_error(exc) from None
+
     @model_validator(mode="after")
     def _check(self) -> "EngineConfig":
         if (
@@ -63,17 +74,19 @@ class EngineConfig(BaseModel):
 
 def engine_config(**kwargs: object) -> EngineConfig:
     """Build an EngineConfig, turning pydantic's error into a one-line ConfigError."""
-    from pydantic import ValidationError
-
     bs = kwargs.get("block_size", 16)
     if not isinstance(bs, bool) and isinstance(bs, int) and bs >= 1 and bs not in VLLM_BLOCK_SIZES:
         raise ConfigError(f"engine: block_size={bs}: not a block size vLLM offers (allowed: {', '.join(map(str, VLLM_BLOCK_SIZES))})")
-    try:
-        return EngineConfig(**kwargs)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err.get("loc", ())) or "engine"
-        msg = str(err.get("msg"))
-        if isinstance(err.get("input"), bool) and err.get("type") in ("int_type", "float_type"):
-            msg += " (true/false is not a number)"
-        raise ConfigError(f"engine: {field}={err.get('input')!r}: {msg}") from None
+    return EngineConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def _config_error(exc: Any) -> ConfigError:
+    """pydantic's first error as 'engine: field=value: message'."""
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err.get("loc", ())) or "engine"
+    msg = str(err.get("msg")).removeprefix("Value error, ")
+    if isinstance(err.get("input"), bool) and err.get("type") in ("int_type", "float_type"):
+        msg += " (true/false is not a number)"
+    if err.get("type") == "value_error":
+        return ConfigError(f"engine: {msg}")
+    return ConfigError(f"engine: {field}={err.get('input')!r}: {msg}")

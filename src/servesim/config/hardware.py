@@ -161,6 +161,8 @@ def get_preset(name: str) -> Hardware:
 
 def load_hardware(name: str | None = "H100", config_file: str | Path | None = None) -> Hardware:
     """Resolve --hardware NAME and optional --hardware-config FILE (servesim or BLIS layout) to Hardware."""
+    if name is not None and not isinstance(name, (str, Path)):
+        raise ConfigError(f"--hardware {name!r}: expected a GPU preset name (e.g. H100), a hardware JSON path or a Hardware")
     if name is not None and not str(name).strip():
         raise ConfigError(f"--hardware {name!r}: expected a GPU preset name (e.g. H100), a hardware JSON path or a Hardware")
     if config_file is not None and not str(config_file).strip():
