@@ -65,7 +65,7 @@ def test_streaming_per_stage_summaries():
 
 
 def test_sources_are_lazy():
-    # A workload of MAX_REQUESTS (10**8) requests is not materialised: building it and drawing a few requests is instant.
+    # A workload of MAX_REQUESTS (10**7) requests is not materialised: building it and drawing a few requests is instant.
     spec = parse_workload({**WL, "num_requests": MAX_REQUESTS})
     t0 = time.perf_counter()
     src = build_source(spec, 0)

@@ -315,6 +315,8 @@ ISSUE11_FILES: dict[str, str | bytes] = {
     "w_empty.yaml": "",
     "w_dup.yaml": "input_tokens: 100\ninput_tokens: 50\noutput_tokens: 10\narrival: {process: poisson, rate: 1}\nnum_requests: 3\n",
     "w_dup_nested.yaml": "input_tokens: 100\noutput_tokens: 10\narrival: {process: poisson, rate: 1, rate: 2}\nnum_requests: 3\n",
+    "w_duration_huge.yaml": "input_tokens: 100\noutput_tokens: 10\narrival: {process: poisson, rate: 1000}\nduration_s: 1e12\n",
+    "w_exponent.yaml": "input_tokens: 100\noutput_tokens: 10\narrival: {process: poisson, rate: 1e1}\nnum_requests: 3\n",
     "w_cv_huge.yaml": "input_tokens: 100\noutput_tokens: 10\narrival: {process: gamma, rate: 1, cv: 100000}\nnum_requests: 3\n",
     "s_latin1.yaml": b"base: {workload: " + SWEEP_WL.encode() + b"}\ngrid: {tp: [1]}  # \xff\n",
     "s_dup.yaml": f"base: {{workload: {SWEEP_WL}}}\ngrid: {{tp: [1]}}\ngrid: {{tp: [2]}}\n",
@@ -373,7 +375,7 @@ ENGINE_VALUES = [  # (flag, value, pieces): engine flags, each refused naming th
 WORKLOAD_VALUES = [  # (extra argv, pieces): workload flags
     (["--seed", "-1"], ["seed=-1", "must be an integer in [0, 2**63 - 1]"]),
     (["--seed", "9223372036854775808"], ["seed=9223372036854775808", "2**63 - 1"]),
-    (["--num-requests", "100000000000000"], ["num_requests=100000000000000", "less than or equal to 100000000", "MAX_REQUESTS"]),
+    (["--num-requests", "100000000000000"], ["num_requests=100000000000000", "less than or equal to 10000000", "MAX_REQUESTS"]),
     (["--num-requests", "-5"], ["num_requests=-5"]),
     (["--prompt-tokens", "100", "--prompt-tokens-stdev", "nan"], ["--prompt-tokens-stdev=nan", "finite number >= 0"]),
     (["--prompt-tokens", "100", "--prompt-tokens-stdev", "inf"], ["--prompt-tokens-stdev=inf", "finite number >= 0"]),
@@ -437,6 +439,7 @@ YAML_CASES = [  # (file, pieces): workload YAML files, each through `run --workl
     ("w_dup.yaml", ["w_dup.yaml", "line 2", "key 'input_tokens' given twice"]),
     ("w_dup_nested.yaml", ["w_dup_nested.yaml", "line 3", "key 'rate' given twice"]),
     ("w_cv_huge.yaml", ["arrival.cv=100000"]),
+    ("w_duration_huge.yaml", ["rate x duration_s = 1e+15 requests", "MAX_REQUESTS = 10000000", "give num_requests"]),
 ]
 TRACE_CASES = [
     ("t_latin1.csv", ["t_latin1.csv", "byte offset", "not UTF-8"]),
@@ -648,3 +651,11 @@ def test_api_raises_the_cli_message(case_id, fn, kwargs, error, argv, workdir, m
 @pytest.mark.parametrize("case_id,argv,expected", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_exits_2_with_one_line(case_id, argv, expected, workdir, monkeypatch, capsys):
     check_case(case_id, argv, expected, workdir, monkeypatch, capsys)
+
+
+def test_yaml_exponent_without_a_dot_is_a_number(workdir, monkeypatch, capsys):
+    # YAML 1.2 reads 1e1 as 10.0 (PyYAML alone would give the string '1e1', which the strict schema refuses).
+    monkeypatch.chdir(workdir)
+    code, out, err = run_cli(["run", "--workload", "w_exponent.yaml", "--latency-model", "roofline-v2", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["completed"] == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -33,6 +34,14 @@ class UniqueKeyLoader(yaml.SafeLoader):
                 raise DuplicateKeyError(key, key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.2 floats: PyYAML (YAML 1.1) reads `1e12` (no dot) as a string, which strict schemas would then refuse.
+UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 def decode_utf8(raw: bytes) -> str:

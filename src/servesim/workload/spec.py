@@ -55,9 +55,11 @@ __all__ = [
 
 # Most closed-loop clients a workload may have (each is a live request slot; vLLM engines run ~10^3).
 MAX_CLIENTS = 1_000_000
-# Most requests one run may send: the engine simulates ~10^4-10^5 requests/s, so 10^8 is hours of work; a larger
-# num_requests (10^14) would run for years, so it is refused rather than left to run (use duration_s to cut a run).
-MAX_REQUESTS = 100_000_000
+# Most requests one run may send. Finished requests stream into a fixed-memory summary, but under overload (rate
+# above what the engine serves) every arrived, unserved request waits in the scheduler's queue (~0.4 kB each,
+# measured): 10^7 bounds that at ~4 GB and ~1-2 h of simulation (~2,000 requests/s on one core); a larger
+# num_requests (10^14 would run for years) is refused rather than left to run (use duration_s to cut a run).
+MAX_REQUESTS = 10_000_000
 # Seeds: numpy.random.default_rng takes any integer >= 0; servesim caps them at int64 (2**63 - 1) so they survive
 # JSON/CSV round trips through tools that read int64.
 MAX_SEED = 2**63 - 1
@@ -266,6 +268,15 @@ class WorkloadSpec(_Strict):
             raise ValueError("arrival is required unless trace is given")
         if self.num_requests is None and self.duration_s is None and self.arrival.stages is None:
             raise ValueError("give num_requests and/or duration_s (or arrival stages)")
+        if self.num_requests is None and not self.arrival.closed_loop:
+            # Without num_requests the run sends rate x duration requests (on average): bounded like num_requests.
+            stages = self.arrival.stages or ()
+            expected = sum(st.rate * st.duration_s for st in stages) if stages else self.arrival.rate * self.duration_s  # type: ignore[operator]
+            if self.duration_s is not None and stages:
+                expected = min(expected, max(st.rate for st in stages) * self.duration_s)
+            if expected > MAX_REQUESTS:
+                raise ValueError(f"rate x duration_s = {expected:.3g} requests on average, more than MAX_REQUESTS = {MAX_REQUESTS}; "
+                                 "give num_requests or a shorter duration_s")
         return self
 
 
