@@ -19,6 +19,11 @@ from servesim.metrics.saturation import ArrivalBins
 
 STREAM_REL_ERROR = 0.005  # streaming percentiles: relative error bound (metrics/streaming.py)
 STREAM_BATCH = 4096  # records folded into the streaming summary at a time
+# Front-end (API server) delay bounds, as for calibration files (latency/calibration.py FIELD_MAX): a request
+# that waits a minute before the engine sees it is a broken server, not a latency to simulate.
+MAX_FRONTEND_S = 60.0
+MAX_FRONTEND_PER_TOKEN_S = 0.01
+MAX_GPU_BLOCKS = 1 << 24  # largest --num-gpu-blocks-override (see kv_blocks_for)
 
 
 @dataclass
@@ -50,6 +55,34 @@ class RunResult:
         return pd.DataFrame(self.requests)
 
 
+def check_tp(tp: Any) -> int:
+    """tp unchanged when it is an int >= 1 (not a bool or "2"); ConfigError naming --tp otherwise."""
+    if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
+        raise ConfigError(f"--tp={tp!r}: must be an integer >= 1 (tensor-parallel GPUs)")
+    return tp
+
+
+def check_model_arg(model: Any) -> None:
+    """ConfigError unless model is a model name / Hugging Face id / path (non-empty) or a ModelSpec."""
+    if isinstance(model, ModelSpec):
+        return
+    if not isinstance(model, (str, Path)) or not str(model).strip():
+        raise ConfigError(f"--model {model!r}: expected a bundled model name, a Hugging Face id, a config.json path or a ModelSpec")
+
+
+def check_hardware_arg(hardware: Any, hardware_config: Any = None) -> None:
+    """ConfigError unless hardware is a GPU preset name / JSON path (non-empty) or a Hardware, and hardware_config a path."""
+    if not isinstance(hardware, Hardware) and (not isinstance(hardware, (str, Path)) or not str(hardware).strip()):
+        raise ConfigError(f"--hardware {hardware!r}: expected a GPU preset name (e.g. H100), a hardware JSON path or a Hardware")
+    if hardware_config is not None and (not isinstance(hardware_config, (str, Path)) or not str(hardware_config).strip()):
+        raise ConfigError(f"--hardware-config {hardware_config!r}: expected a path to a hardware JSON file")
+
+
+def _check_flag(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r}: must be True or False")
+
+
 def resolve_engine(
     engine: EngineConfig | Mapping[str, Any] | None, model: ModelSpec, hardware: Hardware, tp: int
 ) -> EngineConfig:
@@ -60,6 +93,10 @@ def resolve_engine(
         cfg = engine.model_copy(update={"tensor_parallel_size": tp})
     else:
         cfg = engine_config(**{**dict(engine), "tensor_parallel_size": tp})
+    # vLLM refuses a max_model_len above the model's max_position_embeddings (ModelConfig.get_and_verify_max_len).
+    if cfg.max_model_len is not None and cfg.max_model_len > model.max_position_embeddings:
+        raise ConfigError(f"--max-model-len {cfg.max_model_len}: above {model.name}'s max_position_embeddings "
+                          f"({model.max_position_embeddings}); vLLM refuses it")
     return cfg.resolved(
         gpu_memory_gib=hardware.usable_memory_bytes / (1 << 30),
         gpu_name=hardware.name,
@@ -69,9 +106,19 @@ def resolve_engine(
 
 def kv_blocks_for(engine: EngineConfig, model: ModelSpec, hardware: Hardware) -> int:
     """KV blocks per GPU: the override when set, else vLLM's memory profile (engine/capacity.py)."""
-    if engine.num_gpu_blocks_override is not None:
-        return engine.num_gpu_blocks_override
     tp = engine.tensor_parallel_size
+    if engine.num_gpu_blocks_override is not None:
+        n = engine.num_gpu_blocks_override
+        # The engine keeps a few Python objects per KV block (engine/kv_cache.py), so the override is capped at
+        # MAX_GPU_BLOCKS (~1 GB of block table) instead of failing with MemoryError. The cap is not a physical one:
+        # the seed's experiment (validation/h2b.py) uses 1,000,000 blocks to mean "KV never binds".
+        if n > MAX_GPU_BLOCKS:
+            fit = int(hardware.usable_memory_bytes // (engine.block_size * model.kv_bytes_per_token_per_gpu(tp)))
+            raise ConfigError(
+                f"--num-gpu-blocks-override {n}: at most {MAX_GPU_BLOCKS:,} blocks (servesim's block table); "
+                f"{hardware.name}'s whole memory holds {fit:,} blocks of {engine.block_size} tokens of {model.name}'s KV cache"
+            )
+        return n
     try:
         return num_gpu_blocks(
             gpu_memory_bytes=hardware.usable_memory_bytes,
@@ -103,13 +150,12 @@ def _latency(latency_model: Any, overhead: str, calibration: Any, spec: ModelSpe
 
 
 def _workload_source(workload: Any, seed: int | None) -> tuple[RequestSource, dict[str, Any] | None]:
-    from servesim.workload import ListSource, WorkloadSpec, build_source, load_workload_yaml, parse_workload, preset
+    from servesim.workload import ListSource, WorkloadSpec, build_source, load_workload, parse_workload
 
     if workload is None:
         workload = "chat"
     if isinstance(workload, (str, Path)):
-        text = str(workload)
-        spec = load_workload_yaml(text) if text.endswith((".yaml", ".yml")) or Path(text).is_file() else preset(text)
+        spec = load_workload(workload)
     elif isinstance(workload, WorkloadSpec):
         spec = workload
     elif isinstance(workload, Mapping):
@@ -117,7 +163,19 @@ def _workload_source(workload: Any, seed: int | None) -> tuple[RequestSource, di
     elif hasattr(workload, "peek_arrival_s"):
         return workload, None
     else:
-        return ListSource(list(workload)), None
+        from servesim.engine import RequestSpec
+        from servesim.errors import WorkloadError
+
+        try:
+            items = list(workload)
+        except TypeError:
+            items = None
+        bad = None if items is None else next((i for i, x in enumerate(items) if not isinstance(x, RequestSpec)), None)
+        if items is None or bad is not None:
+            what = type(workload).__name__ if items is None else f"item {bad} is {type(items[bad]).__name__}"
+            raise WorkloadError(f"workload: {what}; expected a preset name, a YAML path, a mapping, a WorkloadSpec, "
+                                "a RequestSource or a list of RequestSpec")
+        return ListSource(items), None
     described = spec.model_dump(mode="json", exclude_none=True)
     if seed is not None:
         described["seed"] = seed
@@ -179,6 +237,24 @@ class _Stream:
         return self.total.summary(), stages
 
 
+def check_run(
+    model: Any = "llama-2-7b-hf", hardware: Any = "H100", tp: Any = 1, *, engine: Any = None,
+    latency_model: Any = DEFAULT_LATENCY_MODEL, overhead: Any = DEFAULT_OVERHEAD, calibration: Any = None,
+    hardware_config: Any = None, **_: Any,
+) -> None:
+    """Raise the ServesimError simulate() would for this configuration (model, GPU, TP, engine, step-time model),
+    without running anything; the workload is not checked."""
+    check_model_arg(model)
+    check_hardware_arg(hardware, hardware_config)
+    check_tp(tp)
+    spec = model if isinstance(model, ModelSpec) else load_model(model)
+    hw = hardware if isinstance(hardware, Hardware) else load_hardware(str(hardware), hardware_config)
+    spec.check_tp(tp)
+    eng = resolve_engine(engine, spec, hw, tp)
+    kv_blocks_for(eng, spec, hw)
+    _latency(latency_model, overhead, calibration, spec, hw, tp, eng.async_scheduling)
+
+
 def simulate(
     model: str | Path | ModelSpec = "llama-2-7b-hf",
     hardware: str | Path | Hardware = "H100",
@@ -216,6 +292,24 @@ def simulate(
     (exact ITL mean, approximate ITL percentiles). event_skipping changes speed, never answers
     (engine/skipping.py).
     """
+    from servesim.workload.spec import check_seed
+
+    check_model_arg(model)
+    check_hardware_arg(hardware, hardware_config)
+    check_tp(tp)
+    seed = check_seed(seed)
+    for name, flag in (("check_invariants", check_invariants), ("keep_requests", keep_requests), ("event_skipping", event_skipping)):
+        _check_flag(name, flag)
+    if record_token_times is not None:
+        _check_flag("record_token_times", record_token_times)
+    if engine is not None and not isinstance(engine, (EngineConfig, Mapping)):
+        raise ConfigError(f"engine={engine!r}: expected a mapping of vLLM engine arguments or an EngineConfig")
+    if not isinstance(latency_model, str) and not callable(getattr(latency_model, "step_time", None)):
+        raise ConfigError(f"--latency-model {latency_model!r}: expected a model name (calibrated, roofline-v2, ...) or an object with step_time()")
+    if not isinstance(overhead, str):
+        raise ConfigError(f"--overhead {overhead!r}: expected a variant name (none, fixed, per-layer, ...)")
+    if on_record is not None and not callable(on_record):
+        raise ConfigError(f"on_record={on_record!r}: must be callable")
     spec = model if isinstance(model, ModelSpec) else load_model(model)
     hw = hardware if isinstance(hardware, Hardware) else load_hardware(str(hardware), hardware_config)
     spec.check_tp(tp)
@@ -226,9 +320,11 @@ def simulate(
         frontend_latency_s = cal.frontend_latency_s if cal is not None else 0.0
     if frontend_per_token_s is None:
         frontend_per_token_s = cal.frontend_per_token_s if cal is not None else 0.0
-    for flag, v in (("--frontend-latency-ms", frontend_latency_s), ("frontend_per_token_s", frontend_per_token_s)):
+    for flag, v, most in (("--frontend-latency-ms", frontend_latency_s, MAX_FRONTEND_S), ("frontend_per_token_s", frontend_per_token_s, MAX_FRONTEND_PER_TOKEN_S)):
         if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
             raise ConfigError(f"{flag}: {v!r} s must be a finite number >= 0")
+        if v > most:
+            raise ConfigError(f"{flag}: {v!r} s must be <= {most:g} s")
     source, described = _workload_source(workload, seed)
     from servesim.workload.sources import ClosedLoopListSource, ClosedLoopSource
 

@@ -30,7 +30,7 @@ def test_hf_id_alias_and_path(tmp_path):
 
 def test_head_dim_is_read_not_assumed():
     cfg = {"num_hidden_layers": 1, "hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 8,
-           "head_dim": 256, "intermediate_size": 8192}
+           "head_dim": 256, "intermediate_size": 8192, "vocab_size": 32000}
     m = spec_from_config(cfg, "x")
     assert m.head_dim == 256 and m.q_size == 8192
     assert m.kv_bytes_per_token == 1 * 2 * 8 * 256 * 2
@@ -59,7 +59,7 @@ def test_gqa_70b_and_moe_and_text_config():
         ({"num_hidden_layers": 2, "num_attention_heads": 4}, "missing required field 'hidden_size'"),
         ({"num_hidden_layers": 2, "hidden_size": "big", "num_attention_heads": 4}, "'hidden_size'='big' must be an integer"),
         ({"num_hidden_layers": -2, "hidden_size": 64, "num_attention_heads": 4}, "'num_hidden_layers'=-2 must be >= 1"),
-        ({"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "torch_dtype": "float13"}, "torch_dtype"),
+        ({"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 100, "torch_dtype": "float13"}, "torch_dtype"),
     ],
 )
 def test_bad_configs_one_line(cfg, fragment):

@@ -17,6 +17,7 @@ import pytest
 
 from servesim.simulation import simulate
 from servesim.workload import build_source, parse_workload
+from servesim.workload.spec import MAX_REQUESTS
 
 REL = 0.005
 WL = {"input_tokens": {"kind": "gaussian", "mean": 400, "stdev": 200, "min": 2, "max": 1500},
@@ -66,8 +67,8 @@ def test_streaming_per_stage_summaries():
 
 
 def test_sources_are_lazy():
-    # A billion-request workload is not materialised: building it and drawing a few requests is instant.
-    spec = parse_workload({**WL, "num_requests": 10**9})
+    # A workload of MAX_REQUESTS (10**7) requests is not materialised: building it and drawing a few requests is instant.
+    spec = parse_workload({**WL, "num_requests": MAX_REQUESTS})
     t0 = time.perf_counter()
     src = build_source(spec, 0)
     for _ in range(3000):

@@ -48,9 +48,8 @@ def register(app: typer.Typer) -> None:
         from servesim.cli.validate import _experiment_files
 
         check_files([("--output", output), ("--report", report)], _experiment_files(paths or []))
-        experiments = [load_experiment(p) for p in paths or []]
-        for name in suite or []:
-            experiments += load_suite(name)
+        suites = [e for name in suite or [] for e in load_suite(name)]  # a bad --suite is named before any folder is read
+        experiments = [load_experiment(p) for p in paths or []] + suites
         window = fit_window or None
         err = make_console(stderr=True)
         console = make_console()

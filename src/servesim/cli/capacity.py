@@ -56,14 +56,15 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     ) -> None:
         """Highest request rate meeting every SLO, per configuration (one engine instance per simulation)."""
-        from servesim.sweep import parse_slo, run_capacity
-        from servesim.workload import load_workload_yaml, preset, workload_from_flags
+        from servesim.sweep.capacity import check_search, parse_slo, run_capacity
+        from servesim.workload import load_workload, workload_from_flags
 
         slos = [parse_slo(s) for s in slo]
+        check_search(slos, rate_min, rate_max, tolerance)
         check_files([("--output", output)], [("--workload", workload), ("--hardware-config", hardware_config)])
         base: Any = "chat"
         if workload is not None:
-            base = load_workload_yaml(workload) if Path(workload).suffix in (".yaml", ".yml") or Path(workload).is_file() else preset(workload)
+            base = load_workload(workload)
         spec = workload_from_flags(
             base=base, rate=rate_min, num_requests=num_requests, duration_s=duration, prompt_tokens=prompt_tokens,
             prompt_tokens_stdev=prompt_tokens_stdev, output_tokens=output_tokens, output_tokens_stdev=output_tokens_stdev,

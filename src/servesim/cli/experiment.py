@@ -26,6 +26,9 @@ def h2b(
     from servesim.validation import load_suite
     from servesim.validation.h2b import chart, criteria, overall, report_markdown, results_json, run_h2b
 
+    from servesim.workload.spec import check_seed
+
+    check_seed(seed)
     created = check_output_dir(output_dir)
     try:
         experiments = load_suite("seed13")

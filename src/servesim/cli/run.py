@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Simulate a vLLM engine serving a workload: TTFT, ITL, TPOT, E2E, throughput (default: Llama-2-7B, H100, chat)."""
         from servesim.simulation import simulate
-        from servesim.workload import load_workload_yaml, preset, workload_from_flags
+        from servesim.workload import load_workload, workload_from_flags
 
         outputs = [("--output", output), ("--requests-csv", requests_csv)]
         inputs = [("--trace", trace), ("--workload", workload), ("--hardware-config", hardware_config),
@@ -73,9 +73,11 @@ def register(app: typer.Typer) -> None:
         check_files(outputs, inputs)  # before any work: an output that is an input or another output is refused
         if calibration is not None and latency_model != "calibrated":
             raise ServesimError(f"--calibration {calibration}: only used with --latency-model calibrated (got --latency-model {latency_model})")
+        if trace is not None and workload is not None:
+            raise ServesimError(f"--trace {trace} cannot be combined with --workload {workload}: give one (a workload YAML may name its trace: {{path: ...}})")
         base: Any = "chat"
         if workload is not None:
-            base = load_workload_yaml(workload) if Path(workload).suffix in (".yaml", ".yml") or Path(workload).is_file() else preset(workload)
+            base = load_workload(workload)
         spec = workload_from_flags(
             base=base, rate=rate, num_requests=num_requests, duration_s=duration,
             prompt_tokens=prompt_tokens, prompt_tokens_stdev=prompt_tokens_stdev, prompt_tokens_min=prompt_tokens_min,

@@ -18,16 +18,20 @@ DEFAULT_DECODE = ["16x1024"]
 def parse_prefill(text: str) -> tuple[int, int]:
     """'LEN' or 'LEN@CTX' → (new tokens, context tokens before the chunk)."""
     m = re.fullmatch(r"\s*(\d+)\s*(?:@\s*(\d+))?\s*", text)
-    if not m or int(m.group(1)) < 1:
+    if not m:  # values (LEN >= 1, within the model's context) are checked by api.check_step, as for the Python API
         raise ConfigError(f"--prefill {text!r}: expected LEN or LEN@CTX with LEN >= 1 and CTX >= 0 (e.g. 2048 or 512@1024)")
     return int(m.group(1)), int(m.group(2) or 0)
 
 
 def parse_decode(text: str) -> list[int]:
     """'NxCTX' or 'CTX' → N copies of the context length."""
+    from servesim.api import MAX_STEP_REQUESTS
+
     m = re.fullmatch(r"\s*(?:(\d+)\s*[xX*]\s*)?(\d+)\s*", text)
-    if not m or int(m.group(2)) < 1 or (m.group(1) is not None and int(m.group(1)) < 1):
+    if not m or (m.group(1) is not None and int(m.group(1)) < 1):  # CTX values: api.check_step
         raise ConfigError(f"--decode {text!r}: expected NxCTX or CTX with N >= 1 and CTX >= 1 (e.g. 16x1024)")
+    if int(m.group(1) or 1) > MAX_STEP_REQUESTS:
+        raise ConfigError(f"--decode: {int(m.group(1))} requests in one step; at most {MAX_STEP_REQUESTS}")
     return [int(m.group(2))] * int(m.group(1) or 1)
 
 
@@ -49,8 +53,7 @@ def register(app: typer.Typer) -> None:
         no_async_scheduling: bool = typer.Option(False, "--no-async-scheduling", help="Calibrated model: add CPU time to GPU time instead of overlapping them (vLLM < 0.14)."),
     ) -> None:
         """Time one engine step and explain it (default: Llama-2-7B, H100, a 512-token prefill next to 16 decodes at 1024)."""
-        from servesim.api import resolve_hardware, resolve_model
-        from servesim.latency import StepPlan
+        from servesim.api import check_step, resolve_hardware, resolve_model
         from servesim.latency.factory import build_latency_model
         from servesim.latency.transfer import provenance as kernel_provenance
 
@@ -60,9 +63,9 @@ def register(app: typer.Typer) -> None:
         ctxs = [c for d in decode or [] for c in parse_decode(d)]
         spec = resolve_model(model)
         hw = resolve_hardware(hardware, hardware_config)
+        plan = check_step(spec, chunks, ctxs)
         lm, _ = build_latency_model(latency_model, spec, hw, tp, overhead, calibration,
                                     async_scheduling=not no_async_scheduling)
-        plan = StepPlan(tuple(n for n, _ in chunks), tuple(c for _, c in chunks), tuple(ctxs))
         result = lm.explain(plan)
         payload = {
             "model": spec.name,

@@ -33,13 +33,13 @@ def register(app: typer.Typer) -> None:
         spec = load_sweep(spec_path)
         out = output if output is not None else spec_path.with_name(spec_path.stem + ".results.jsonl")
         check_output(out, "--output", regular_only=True)  # read back to resume: a regular file
-        if plot is not None:  # refused before any point runs, not after the whole sweep
-            from servesim.sweep.plot import need_matplotlib
+        if plot is not None or plot_metric:  # refused before any point runs, not after the whole sweep
+            from servesim.sweep.plot import check_plot, need_matplotlib
 
-            need_matplotlib()
+            if plot is not None:
+                need_matplotlib()
             check_output(plot, "--plot")
-            if "rate" not in spec.grid:
-                raise ConfigError(f"--plot {plot}: latency-vs-rate curves need `rate` in grid: (grid keys: {', '.join(spec.grid)})")
+            check_plot(spec.grid, tuple(plot_metric or ()))
         outputs = [("--output", out), ("--output timings", timings_path(out)), ("--plot", plot)]
         check_files(outputs, [("SPEC", spec_path)] + _base_files(spec.base) + _base_files(spec.grid, "grid"))
         check_points(spec)
@@ -82,7 +82,7 @@ def check_points(spec) -> None:  # type: ignore[no-untyped-def]
     seen: set[str] = set()
     for point in expand(spec):  # workload and engine values, checked by the runner
         kw = point.kwargs
-        key = repr(sorted((k, repr(kw.get(k))) for k in ("model", "hardware", "hardware_config", "tp", "latency_model", "overhead", "calibration")))
+        key = repr(sorted((k, repr(kw.get(k))) for k in ("model", "hardware", "hardware_config", "tp", "latency_model", "overhead", "calibration", "seed")))
         if key in seen:
             continue
         seen.add(key)
@@ -97,6 +97,9 @@ def check_points(spec) -> None:  # type: ignore[no-untyped-def]
             if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
                 raise ConfigError(f"tp={tp!r}: must be an integer >= 1")
             spec_m.check_tp(tp)
+            from servesim.workload.spec import check_seed
+
+            check_seed(kw.get("seed"))
             lm = kw.get("latency_model", DEFAULT_LATENCY_MODEL)
             if isinstance(lm, str) and lm != "calibrated" and lm not in LATENCY_MODELS:
                 raise ConfigError(f"latency_model={lm!r}: unknown model (allowed: calibrated, {', '.join(LATENCY_MODELS)})")

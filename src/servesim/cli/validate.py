@@ -32,12 +32,14 @@ def register(app: typer.Typer) -> None:
 
         if not paths and not suite:
             raise ServesimError(f"validate: give experiment folders or --suite NAME (suites: {', '.join(list_suites())})")
+        from servesim.workload.spec import check_seed
+
+        check_seed(seed)
         check_files([("--output", output)], [("--calibration", calibration)] + _experiment_files(paths or []))
         if plots is not None:
             check_plot_folder(plots)
-        experiments = [load_experiment(p) for p in paths or []]
-        for name in suite or []:
-            experiments += load_suite(name)
+        suites = [e for name in suite or [] for e in load_suite(name)]  # a bad --suite is named before any folder is read
+        experiments = [load_experiment(p) for p in paths or []] + suites
         cal = None
         if calibration is not None:
             from servesim.latency.calibration import load_calibration

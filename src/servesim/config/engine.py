@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from servesim.errors import ConfigError
 
 
+# The KV block sizes vLLM offers (vllm/config/cache.py, `BlockSize = Literal[1, 8, 16, 32, 64, 128, 256]`;
+# vLLM <= 0.10 stopped at 128). engine_config() refuses others; EngineConfig itself takes any size >= 1 so tests
+# can drive the scheduler with tiny blocks.
+VLLM_BLOCK_SIZES = (1, 8, 16, 32, 64, 128, 256)
+
+
 class EngineConfig(BaseModel):
     """The vLLM engine arguments servesim models (names as in `vllm serve --help`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `max_num_seqs: true` in a YAML file is refused (a boolean is not a number), as is "256".
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     tensor_parallel_size: int = Field(1, ge=1)
     # vLLM V1 OpenAI server defaults on >=70 GiB GPUs (H100/H200/B200): 1024 seqs, 8192 tokens;
@@ -26,6 +35,15 @@ class EngineConfig(BaseModel):
     max_model_len: int | None = Field(None, ge=1)  # None = the model's max_position_embeddings
     # vLLM schedules step k+1 while step k runs; on by default since vLLM 0.14 (PR #27614), off in 0.11.
     async_scheduling: bool = True
+
+    def __init__(self, **data: object) -> None:
+        """Validate vLLM engine arguments; a bad one raises a one-line ConfigError naming the field and the value."""
+        from pydantic import ValidationError
+
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _config_error(exc) from None
 
     @model_validator(mode="after")
     def _check(self) -> "EngineConfig":
@@ -56,11 +74,19 @@ class EngineConfig(BaseModel):
 
 def engine_config(**kwargs: object) -> EngineConfig:
     """Build an EngineConfig, turning pydantic's error into a one-line ConfigError."""
-    from pydantic import ValidationError
+    bs = kwargs.get("block_size", 16)
+    if not isinstance(bs, bool) and isinstance(bs, int) and bs >= 1 and bs not in VLLM_BLOCK_SIZES:
+        raise ConfigError(f"engine: block_size={bs}: not a block size vLLM offers (allowed: {', '.join(map(str, VLLM_BLOCK_SIZES))})")
+    return EngineConfig(**kwargs)  # type: ignore[arg-type]
 
-    try:
-        return EngineConfig(**kwargs)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err.get("loc", ())) or "engine"
-        raise ConfigError(f"engine: {field}={err.get('input')!r}: {err.get('msg')}") from None
+
+def _config_error(exc: Any) -> ConfigError:
+    """pydantic's first error as 'engine: field=value: message'."""
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err.get("loc", ())) or "engine"
+    msg = str(err.get("msg")).removeprefix("Value error, ")
+    if isinstance(err.get("input"), bool) and err.get("type") in ("int_type", "float_type"):
+        msg += " (true/false is not a number)"
+    if err.get("type") == "value_error":
+        return ConfigError(f"engine: {msg}")
+    return ConfigError(f"engine: {field}={err.get('input')!r}: {msg}")

@@ -161,6 +161,12 @@ def get_preset(name: str) -> Hardware:
 
 def load_hardware(name: str | None = "H100", config_file: str | Path | None = None) -> Hardware:
     """Resolve --hardware NAME and optional --hardware-config FILE (servesim or BLIS layout) to Hardware."""
+    if name is not None and not isinstance(name, (str, Path)):
+        raise ConfigError(f"--hardware {name!r}: expected a GPU preset name (e.g. H100), a hardware JSON path or a Hardware")
+    if name is not None and not str(name).strip():
+        raise ConfigError(f"--hardware {name!r}: expected a GPU preset name (e.g. H100), a hardware JSON path or a Hardware")
+    if config_file is not None and not str(config_file).strip():
+        raise ConfigError(f"--hardware-config {config_file!r}: expected a path to a hardware JSON file")
     if config_file is None:
         path = Path(str(name)).expanduser()
         if name and path.suffix == ".json" and path.is_file():

@@ -295,14 +295,19 @@ def spec_from_config(cfg: dict[str, Any], name: str, where: str = "config.json")
     hidden = _int(cfg, "hidden_size", where)
     heads = _int(cfg, "num_attention_heads", where)
     kv_heads = _int(cfg, "num_key_value_heads", where, required=False, default=heads)
+    # GQA: each KV head serves num_attention_heads / num_key_value_heads query heads (HF LlamaAttention's rule).
+    if heads % kv_heads:
+        raise ConfigError(f"{where}: num_key_value_heads={kv_heads} does not divide num_attention_heads={heads}")
     head_dim = cfg.get("head_dim")
     if head_dim is None:
         if hidden % heads:
             raise ConfigError(f"{where}: hidden_size={hidden} is not divisible by num_attention_heads={heads} and no head_dim is given")
         head_dim = hidden // heads
     head_dim = _int({"head_dim": head_dim}, "head_dim", where)
-    ff = _int(cfg, "intermediate_size", where, required=False, default=4 * hidden)
-    vocab = _int(cfg, "vocab_size", where, required=False, default=32000)
+    # Every architecture servesim models (dense, MoE, MLA) has an MLP width and a vocabulary: a missing one is refused,
+    # not guessed (4 x hidden, 32000 would silently mis-size the weights).
+    ff = _int(cfg, "intermediate_size", where)
+    vocab = _int(cfg, "vocab_size", where)
     dtype = str(cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16").replace("torch.", "")
     wbytes = _weight_bytes_per_param(cfg, dtype, where)
     kv_bytes = DTYPE_BYTES.get(dtype, 2.0) if DTYPE_BYTES.get(dtype, 2.0) >= 2 else 2.0  # KV stays 16-bit unless kv_cache_dtype says otherwise
@@ -360,6 +365,8 @@ def spec_from_config(cfg: dict[str, Any], name: str, where: str = "config.json")
 def load_model(model: str | Path) -> ModelSpec:
     """Resolve a bundled name, a Hugging Face id or a path (folder or config.json) to a ModelSpec."""
     text = str(model)
+    if not text.strip():
+        raise ConfigError(f"--model {model!r}: expected a bundled model name, a Hugging Face id, a config.json path or a ModelSpec")
     path = Path(text).expanduser()
     if path.is_dir():
         path = path / "config.json"

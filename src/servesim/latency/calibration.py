@@ -18,6 +18,17 @@ from servesim.latency.calibrated import FEATURES, REFERENCE_BW_EFFICIENCY, Calib
 
 DEFAULT_CALIBRATION = DATA_DIR / "calibration" / "default.json"
 
+# Largest accepted value per calibration field, so a typo (1e308) is refused instead of giving infinite steps.
+# The GPU terms multiply a physical time (roofline seconds): a fitted value above 1000 would mean kernels 1000x
+# slower than their roofline. The CPU terms are seconds per step / layer / request / op: above 1 s is absurd for
+# a scheduler that runs ~10^2-10^4 steps per second. The shipped fits are all below 5 (GPU) and 0.01 s (CPU).
+MAX_GPU_MULTIPLIER = 1000.0
+MAX_CPU_SECONDS = 1.0
+THETA_MAX = {k: (MAX_GPU_MULTIPLIER if k.endswith("_s") and k != "allreduce_ops" else MAX_CPU_SECONDS) for k in FEATURES}
+THETA_MAX.update({"allreduce_ops": MAX_CPU_SECONDS, "layers": MAX_CPU_SECONDS, "step": MAX_CPU_SECONDS,
+                  "requests": MAX_CPU_SECONDS, "prefill_step": MAX_CPU_SECONDS})
+FIELD_MAX = {"frontend_latency_s": 60.0, "frontend_per_token_s": 0.01}  # s per request; s per prompt token
+
 
 @dataclass(frozen=True)
 class Calibration:
@@ -47,7 +58,16 @@ class Calibration:
         """The calibrated step-time model for this model, GPU and TP degree."""
         feats = StepFeatures(model, hardware, tp, layers_over_tp=self.layers_over_tp, pad_cuda_graphs=self.pad_cuda_graphs,
                              compute_bound_at=self.compute_bound_at())
-        return CalibratedModel(feats, self.vector(), name=f"calibrated:{self.name}")
+        lm = CalibratedModel(feats, self.vector(), name=f"calibrated:{self.name}")
+        from servesim.latency.plan import StepPlan
+
+        # Every step must take time: a theta that is 0 on every term a small step uses would give 0 ms steps.
+        for plan in (StepPlan((1,), (0,), ()), StepPlan((), (), (1,))):
+            t = lm.step_time(plan)
+            if not (math.isfinite(t) and t > 0):
+                raise ConfigError(f"calibration {self.name}: a one-token step takes {t!r} s for {model.name}; "
+                                  "theta must give positive, finite step times")
+        return lm
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -78,10 +98,14 @@ def load_calibration(path: str | Path | None = None) -> Calibration:
             raise ConfigError(f"{where}: theta.{k}: unknown feature (allowed: {', '.join(FEATURES)})")
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
             raise ConfigError(f"{where}: theta.{k}={v!r}: must be a finite number >= 0")
+        if v > THETA_MAX[k]:
+            raise ConfigError(f"{where}: theta.{k}={v!r}: must be <= {THETA_MAX[k]:g} (latency/calibration.py THETA_MAX)")
     for key in ("frontend_latency_s", "frontend_per_token_s"):
         fe = raw.get(key, 0.0)
         if isinstance(fe, bool) or not isinstance(fe, (int, float)) or not math.isfinite(fe) or fe < 0:
             raise ConfigError(f"{where}: {key}={fe!r}: must be a finite number >= 0")
+        if fe > FIELD_MAX[key]:
+            raise ConfigError(f"{where}: {key}={fe!r}: must be <= {FIELD_MAX[key]:g} s")
     for key in ("layers_over_tp", "pad_cuda_graphs"):
         if key in raw and not isinstance(raw[key], bool):
             raise ConfigError(f"{where}: {key}={raw[key]!r}: must be true or false")
@@ -93,6 +117,8 @@ def load_calibration(path: str | Path | None = None) -> Calibration:
         raise ConfigError(f"{where}: notes: must be an object")
     intervals = check_intervals(raw.get("intervals"), where)
     envelope = check_envelope(raw.get("envelope"), where)
+    if not any(float(theta.get(k, 0.0)) > 0 for k in FEATURES):
+        raise ConfigError(f"{where}: theta: every coefficient is 0, which gives 0 ms steps; give at least one > 0")
     return Calibration(
         theta={k: float(v) for k, v in theta.items()},
         frontend_latency_s=float(raw.get("frontend_latency_s", 0.0)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from servesim.config.hardware import Hardware
@@ -28,8 +29,16 @@ def build_latency_model(
     async_scheduling: bool = True,
 ) -> tuple[Any, Any]:
     """(step-time model, calibration or None) for a model name, an overhead variant and a calibration."""
+    from servesim.latency.calibration import Calibration
+
+    if not isinstance(overhead, str):
+        raise ConfigError(f"--overhead {overhead!r}: expected a variant name (none, fixed, per-layer, ...)")
+    if calibration is not None and not isinstance(calibration, (str, Path, Calibration)):
+        raise ConfigError(f"--calibration {calibration!r}: expected a calibration JSON path, 'default' or a Calibration")
+    if isinstance(calibration, (str, Path)) and not str(calibration).strip():
+        raise ConfigError(f"--calibration {str(calibration)!r}: empty; give a calibration JSON path or 'default'")
     if name == "calibrated":
-        from servesim.latency.calibration import Calibration, load_calibration
+        from servesim.latency.calibration import load_calibration
 
         cal = calibration if isinstance(calibration, Calibration) else load_calibration(calibration)
         lm = cal.model(model, hardware, tp)

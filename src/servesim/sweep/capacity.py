@@ -30,8 +30,11 @@ from typing import Any
 
 from servesim.errors import ConfigError
 
-__all__ = ["CapacityResult", "Slo", "find_capacity", "instances_for", "parse_slo", "run_capacity"]
+__all__ = ["CapacityResult", "Slo", "check_search", "find_capacity", "instances_for", "parse_slo", "run_capacity"]
 
+# Highest request rate a search may probe or size a fleet for (req/s): one engine serves ~1-10^3 req/s, so 10^6
+# already means a thousand instances; 1e300 would only double its way to a meaningless answer.
+MAX_RATE = 1e6
 METRICS = ("ttft", "itl", "tpot", "e2e", "queue")
 STATS = ("mean", "p50", "p90", "p95", "p99")
 _SLO_RE = re.compile(r"^(?P<metric>[a-z0-9]+)_(?P<stat>mean|p50|p90|p95|p99)_ms\s*(?:=|<=)\s*(?P<value>[-+0-9.eE]+)$")
@@ -98,6 +101,21 @@ def instances_for(target_rate: float, max_rate: float | None) -> int | None:
     return max(1, math.ceil(target_rate / max_rate - 1e-12))
 
 
+def check_search(slos: Sequence[Slo], rate_lo: float, rate_hi: float, rel_tol: float) -> None:
+    """Refuse a search that cannot mean anything (no SLO, an empty or non-finite rate range, a tolerance outside (0, 1))."""
+    if not slos:
+        raise ConfigError("capacity: give at least one --slo")
+    for flag, v in (("--rate-min", rate_lo), ("--rate-max", rate_hi), ("--tolerance", rel_tol)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ConfigError(f"capacity: {flag} {v!r}: must be a finite number")
+    if not 0 < rate_lo < rate_hi:
+        raise ConfigError(f"capacity: need 0 < --rate-min ({rate_lo}) < --rate-max ({rate_hi})")
+    if rate_hi > MAX_RATE:
+        raise ConfigError(f"capacity: --rate-max {rate_hi}: must be <= {MAX_RATE:g} req/s")
+    if not 0 < rel_tol < 1:
+        raise ConfigError(f"capacity: --tolerance {rel_tol}: must be in (0, 1)")
+
+
 def find_capacity(
     evaluate: Callable[[float], dict[str, Any]],
     slos: Sequence[Slo],
@@ -113,12 +131,7 @@ def find_capacity(
     """Bisection on rate (see the module docstring); evaluate(rate) returns a run summary (a steady probe's has "_ok").
 
     passes(summary) overrides the pass test (the pessimistic/optimistic searches of the interval range)."""
-    if not slos:
-        raise ConfigError("capacity: give at least one --slo")
-    if not (0 < rate_lo < rate_hi and math.isfinite(rate_hi)):
-        raise ConfigError(f"capacity: need 0 < --rate-min ({rate_lo}) < --rate-max ({rate_hi})")
-    if not 0 < rel_tol < 1:
-        raise ConfigError(f"capacity: --tolerance {rel_tol}: must be in (0, 1)")
+    check_search(slos, rate_lo, rate_hi, rel_tol)
     res = CapacityResult(label, dict(params or {}), None, True)
     cache: dict[float, bool] = {}
 
@@ -287,12 +300,17 @@ def run_capacity(
     """
     from servesim.sweep.runner import run_tasks
 
+    check_search(slos, rate_lo, rate_hi, rel_tol)  # before any configuration runs: an error, not a result row
     for label, _, kw in configs:
         arrival = (kw.get("workload") or {}).get("arrival") if isinstance(kw.get("workload"), dict) else None
         if not isinstance(arrival, dict) or arrival.get("process") in (None, "synchronous", "concurrency") or arrival.get("stages"):
             raise ConfigError(f"capacity {label}: needs an open-loop workload with one rate (poisson, constant or gamma)")
-    if target_rate is not None and not (math.isfinite(target_rate) and target_rate > 0):
-        raise ConfigError(f"--target-rate {target_rate}: must be a finite number > 0")
+    if target_rate is not None and not (math.isfinite(target_rate) and 0 < target_rate <= MAX_RATE):
+        raise ConfigError(f"--target-rate {target_rate}: must be a finite number in (0, {MAX_RATE:g}] req/s")
+    from servesim.simulation import check_run
+
+    for label, _, kw in configs:  # a bad model, GPU or TP is an error before anything runs, not a result row
+        check_run(**kw)
     tasks = [(label, params, kw, list(slos), rate_lo, rate_hi, rel_tol, summary, target_rate, steady) for label, params, kw in configs]
     out: list[dict[str, Any] | None] = [None] * len(tasks)
     from contextlib import closing

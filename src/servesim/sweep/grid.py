@@ -29,7 +29,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
+from servesim.config.yamlfile import YamlProblem, parse_yaml_bytes
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from servesim.errors import ConfigError
@@ -134,9 +134,11 @@ def load_sweep(path: str | Path) -> SweepSpec:
     if not p.is_file():
         raise ConfigError(f"sweep file {p}: not found")
     try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"sweep file {p}: invalid YAML ({str(exc).splitlines()[0]})") from None
+        data = parse_yaml_bytes(p.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"sweep file {p}: cannot read ({exc.strerror})") from None
+    except YamlProblem as exc:
+        raise ConfigError(f"sweep file {p}: invalid YAML: {exc}") from None
     spec = parse_sweep(data, where=str(p))
     # Relative workload/hardware file paths are relative to the sweep file, as for workload YAML files.
     base = dict(spec.base)

@@ -8,7 +8,7 @@ from typing import Any
 
 from servesim.errors import ConfigError
 
-__all__ = ["DEFAULT_METRICS", "need_matplotlib", "plot_sweep"]
+__all__ = ["DEFAULT_METRICS", "PLOT_METRICS", "check_plot", "need_matplotlib", "plot_sweep"]
 
 DEFAULT_METRICS = ("ttft_ms.p99", "itl_ms.mean", "e2e_ms.p99", "output_tokens_per_s")
 
@@ -28,6 +28,24 @@ def need_matplotlib() -> None:
         import matplotlib  # noqa: F401
     except ModuleNotFoundError:
         raise ConfigError("--plot needs matplotlib: pip install 'servesim[plot]'") from None
+
+
+# The summary metrics a sweep can plot (the keys simulate() puts in RunResult.summary).
+LATENCY_METRICS = ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms", "queue_ms")
+LATENCY_STATS = ("mean", "p50", "p90", "p95", "p99")
+SCALAR_METRICS = ("completed", "rejected", "duration_s", "requests_per_s", "output_tokens_per_s", "total_tokens_per_s",
+                  "preemptions", "kv_cache_peak_usage", "prefix_cache_hit_rate", "engine_steps", "engine_busy_s")
+PLOT_METRICS = tuple(f"{m}.{s}" for m in LATENCY_METRICS for s in LATENCY_STATS) + SCALAR_METRICS
+
+
+def check_plot(grid_keys: Any, metrics: tuple[str, ...], *, x: str = "rate") -> None:
+    """Refuse --plot / --plot-metric before any point runs: the grid must vary x and every metric must exist."""
+    for m in metrics:
+        if m not in PLOT_METRICS:
+            raise ConfigError(f"--plot-metric {m!r}: not a summary metric (e.g. ttft_ms.p99, itl_ms.mean, output_tokens_per_s; "
+                              f"latency metrics {'|'.join(LATENCY_METRICS)} with .{'|.'.join(LATENCY_STATS)})")
+    if x not in set(grid_keys):
+        raise ConfigError(f"--plot: the sweep's grid has no {x!r} (plot needs {x} in grid:)")
 
 
 def plot_sweep(rows: list[dict[str, Any]], path: str | Path, *, x: str = "rate", metrics: tuple[str, ...] = DEFAULT_METRICS) -> Path:

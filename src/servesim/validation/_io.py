@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from servesim.config.yamlfile import safe_load_unique
+
 from servesim.errors import GroundTruthError
 
 _MISSING = object()
@@ -84,7 +86,7 @@ def read_yaml(path: Path) -> Any:
     """Parsed YAML (plain or .gz). Syntax errors -> GroundTruthError."""
     text = read_text(path)
     try:
-        return yaml.safe_load(text)
+        return safe_load_unique(text)  # a key given twice is refused, naming it and its line
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""

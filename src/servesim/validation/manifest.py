@@ -39,7 +39,7 @@ MANIFEST_NAME = "experiment.yaml"
 class EngineArgs(BaseModel):
     """vLLM engine arguments an experiment ran with (vLLM's names; omitted = unknown/vLLM default)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)  # `max_num_seqs: true` is not a number
 
     max_num_seqs: int | None = Field(None, ge=1)
     max_num_batched_tokens: int | None = Field(None, ge=1)
@@ -68,7 +68,7 @@ class Manifest(BaseModel):
     name: str = Field(min_length=1)
     model: str = Field(min_length=1)
     hardware: str = Field(min_length=1)
-    tensor_parallel_size: int = Field(ge=1)
+    tensor_parallel_size: int = Field(ge=1, strict=True)  # `true` is not a TP degree
     engine: EngineArgs
     ground_truth: GroundTruthSpec
     notes: Any = None

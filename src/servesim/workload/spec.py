@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
-import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo
 from pydantic import field_validator, model_validator
 
+from servesim.config.yamlfile import YamlProblem, parse_yaml_bytes
 from servesim.engine.request import RequestSource
 from servesim.errors import WorkloadError
 from servesim.workload import arrivals as arr
@@ -45,6 +45,7 @@ __all__ = [
     "WorkloadSpec",
     "build_prompts",
     "build_source",
+    "load_workload",
     "load_workload_yaml",
     "parse_workload",
     "preset",
@@ -54,10 +55,29 @@ __all__ = [
 
 # Most closed-loop clients a workload may have (each is a live request slot; vLLM engines run ~10^3).
 MAX_CLIENTS = 1_000_000
+# Most requests one run may send. Finished requests stream into a fixed-memory summary, but under overload (rate
+# above what the engine serves) every arrived, unserved request waits in the scheduler's queue (~0.4 kB each,
+# measured): 10^7 bounds that at ~4 GB and ~1-2 h of simulation (~2,000 requests/s on one core); a larger
+# num_requests (10^14 would run for years) is refused rather than left to run (use duration_s to cut a run).
+MAX_REQUESTS = 10_000_000
+# Seeds: numpy.random.default_rng takes any integer >= 0; servesim caps them at int64 (2**63 - 1) so they survive
+# JSON/CSV round trips through tools that read int64.
+MAX_SEED = 2**63 - 1
+SEED_RULE = "must be an integer in [0, 2**63 - 1]"
+
+
+def check_seed(seed: Any) -> int | None:
+    """seed unchanged when it is None or an int in [0, MAX_SEED]; WorkloadError naming the value otherwise."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise WorkloadError(f"seed={seed!r}: {SEED_RULE}")
+    return int(seed)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # strict: YAML `rate: true` or `num_requests: "5"` is refused (a boolean or a string is not a number).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 def _resolve(path: str, info: ValidationInfo) -> str:
@@ -79,12 +99,18 @@ class LengthSpec(_Strict):
     file: str | None = None
     column: str | None = None
     _dist: Any = PrivateAttr(default=None)
+    # Not strict: 512.0 is accepted as 512 (distributions.py); booleans are refused by _shorthand below.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=False)
 
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, data: Any) -> Any:
         if isinstance(data, (int, float)) and not isinstance(data, bool):
             return {"kind": "constant", "value": data}
+        if isinstance(data, dict):
+            for key, v in data.items():
+                if isinstance(v, bool) or (isinstance(v, list) and any(isinstance(x, bool) for x in v)):
+                    raise ValueError(f"{key}={v!r}: true/false is not a number")
         return data
 
     @field_validator("file")
@@ -131,9 +157,9 @@ class ArrivalSpec(_Strict):
     process: ArrivalName
     rate: float | None = Field(None, gt=0)
     concurrency: int | None = Field(None, ge=1, le=MAX_CLIENTS)
-    cv: float | None = Field(None, gt=0)
+    cv: float | None = Field(None, gt=0, le=1000)  # gamma shape 1/cv**2: above 1000 it underflows to bursts of 0 s gaps
     think_time_s: float | None = Field(None, ge=0)
-    stages: tuple[StageSpec, ...] | None = Field(None, min_length=1)
+    stages: tuple[StageSpec, ...] | None = Field(None, min_length=1, strict=False)  # a YAML list is fine
 
     @model_validator(mode="before")
     @classmethod
@@ -188,7 +214,7 @@ class TraceSpec(_Strict):
     format: Literal["auto", "csv", "jsonl", "inference_perf"] = "auto"
     sort: bool = False  # False: an unsorted trace is refused, naming the row
     errors: Literal["skip", "impute", "raise"] = "skip"  # inference-perf rows with has_error
-    stage_durations_s: tuple[Annotated[float, Field(gt=0)], ...] | None = Field(None, min_length=1)  # tag requests with load stages
+    stage_durations_s: tuple[Annotated[float, Field(gt=0, strict=True)], ...] | None = Field(None, min_length=1, strict=False)  # tag requests with load stages
 
     @model_validator(mode="before")
     @classmethod
@@ -209,10 +235,18 @@ class WorkloadSpec(_Strict):
     prefix_tokens: int = Field(0, ge=0, le=MAX_LENGTH)  # input = prefix_tokens + input_tokens draw (GuideLLM convention)
     shared_prefix: SharedPrefixSpec | None = None
     arrival: ArrivalSpec | None = None
-    num_requests: int | None = Field(None, ge=1)
+    num_requests: int | None = Field(None, ge=1, le=MAX_REQUESTS)
     duration_s: float | None = Field(None, gt=0)
     trace: TraceSpec | None = None
     seed: int = 0
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _seed(cls, v: Any) -> Any:
+        try:
+            return check_seed(v)
+        except WorkloadError:
+            raise ValueError(SEED_RULE) from None
 
     @model_validator(mode="after")
     def _check(self) -> "WorkloadSpec":
@@ -234,6 +268,15 @@ class WorkloadSpec(_Strict):
             raise ValueError("arrival is required unless trace is given")
         if self.num_requests is None and self.duration_s is None and self.arrival.stages is None:
             raise ValueError("give num_requests and/or duration_s (or arrival stages)")
+        if self.num_requests is None and not self.arrival.closed_loop:
+            # Without num_requests the run sends rate x duration requests (on average): bounded like num_requests.
+            stages = self.arrival.stages or ()
+            expected = sum(st.rate * st.duration_s for st in stages) if stages else self.arrival.rate * self.duration_s  # type: ignore[operator]
+            if self.duration_s is not None and stages:
+                expected = min(expected, max(st.rate for st in stages) * self.duration_s)
+            if expected > MAX_REQUESTS:
+                raise ValueError(f"rate x duration_s = {expected:.3g} requests on average, more than MAX_REQUESTS = {MAX_REQUESTS}; "
+                                 "give num_requests or a shorter duration_s")
         return self
 
 
@@ -280,8 +323,13 @@ def _one_line(exc: ValidationError, where: str) -> WorkloadError:
     msg = str(err.get("msg", "")).removeprefix("Value error, ").replace("\n", " ")
     value = repr(err.get("input"))
     value = value if len(value) <= 60 else value[:57] + "..."
-    if err.get("type") == "value_error":
+    raw = err.get("input")
+    if isinstance(raw, bool) and err.get("type") in ("int_type", "float_type"):
+        msg += " (true/false is not a number)"
+    if err.get("type") == "value_error" and isinstance(raw, (dict, list, tuple)):
         return WorkloadError(f"{where}: {path}: {msg}")
+    if err.get("type") == "less_than_equal" and loc[-1:] == ("num_requests",):
+        msg += " (servesim's MAX_REQUESTS; cut long runs with duration_s)"
     return WorkloadError(f"{where}: {path}={value}: {msg}")
 
 
@@ -296,17 +344,29 @@ def parse_workload(data: Any, *, where: str = "workload", base_dir: str | Path |
 
 
 def load_workload_yaml(path: str | Path) -> WorkloadSpec:
-    """A WorkloadSpec from a YAML file; relative file paths inside resolve against its folder."""
+    """A WorkloadSpec from a YAML file (UTF-8, no key twice); relative file paths inside resolve against its folder."""
     p = Path(path)
+    if p.is_dir():
+        raise WorkloadError(f"--workload {p}: is a folder; give a workload YAML file or a preset ({', '.join(sorted(PRESETS))})")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = parse_yaml_bytes(p.read_bytes())
     except OSError as exc:
         raise WorkloadError(f"{p}: cannot read workload file ({exc.__class__.__name__})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-        raise WorkloadError(f"{p}: not valid YAML{at}") from None
+    except YamlProblem as exc:
+        raise WorkloadError(f"{p}: {exc}") from None
     return parse_workload(data, where=str(p), base_dir=p.parent)
+
+
+def load_workload(text: str | Path) -> WorkloadSpec:
+    """--workload's value: a YAML file (a path ending .yaml/.yml, or any existing file) or a preset name."""
+    if not str(text).strip():
+        raise WorkloadError(f"--workload {str(text)!r}: empty; give a workload YAML file or a preset ({', '.join(sorted(PRESETS))})")
+    p = Path(text)
+    if p.is_dir():
+        raise WorkloadError(f"--workload {p}: is a folder; give a workload YAML file or a preset ({', '.join(sorted(PRESETS))})")
+    if p.suffix in (".yaml", ".yml") or p.is_file():
+        return load_workload_yaml(p)
+    return preset(str(text))
 
 
 def build_prompts(spec: WorkloadSpec) -> PromptModel:
@@ -363,6 +423,19 @@ def _flag_lengths(prefix: str, mean: int | None, stdev: float | None, lo: int | 
         if any(v is not None for v in (stdev, lo, hi)):
             raise WorkloadError(f"flags: --{prefix}-tokens-stdev/-min/-max need --{prefix}-tokens")
         return None
+    if stdev is not None and (isinstance(stdev, bool) or not isinstance(stdev, (int, float)) or not math.isfinite(stdev) or stdev < 0):
+        raise WorkloadError(f"flags: --{prefix}-tokens-stdev={stdev!r}: must be a finite number >= 0")
+    if stdev is not None and stdev > MAX_LENGTH:
+        raise WorkloadError(f"flags: --{prefix}-tokens-stdev={stdev!r}: must be <= {MAX_LENGTH}")
+    for flag, v, lowest in ((f"--{prefix}-tokens-min", lo, 0), (f"--{prefix}-tokens-max", hi, 1)):
+        if v is not None and not lowest <= v <= MAX_LENGTH:
+            raise WorkloadError(f"flags: {flag}={v}: must be an integer in [{lowest}, {MAX_LENGTH}]")
+    # A mean outside [min, max] contradicts the bounds (the mean would be silently ignored): refuse it.
+    if lo is not None and hi is not None and lo > hi:
+        raise WorkloadError(f"flags: --{prefix}-tokens-max={hi}: must be >= --{prefix}-tokens-min ({lo})")
+    if (lo is not None and mean < lo) or (hi is not None and mean > hi):
+        bounds = f"[{lo if lo is not None else '-'}, {hi if hi is not None else '-'}]"
+        raise WorkloadError(f"flags: --{prefix}-tokens={mean}: outside --{prefix}-tokens-min/-max {bounds}; give a mean inside the bounds")
     if stdev:
         lo_v = lo if lo is not None else max(1, math.floor(mean - 5 * stdev))
         hi_v = hi if hi is not None else math.ceil(mean + 5 * stdev)
@@ -403,6 +476,7 @@ def workload_from_flags(
     think time) are kept when only the process changes. --trace replaces lengths and arrivals.
     """
     data: dict[str, Any] = {}
+    seed = check_seed(seed)
     if isinstance(base, str):
         base = preset(base)
     if base is not None:
@@ -437,11 +511,11 @@ def workload_from_flags(
     if prefix_tokens is not None:
         data["prefix_tokens"] = prefix_tokens
     old = dict(data.get("arrival") or {})
-    process = arrival or ("concurrency" if concurrency is not None else None)
+    process = arrival if arrival is not None else ("concurrency" if concurrency is not None else None)
     if process is None and rate is not None:
         process = old.get("process") if old.get("process") not in (None, *_CLOSED) else "poisson"
     if process is not None or any(v is not None for v in (rate, cv, think_time_s)):
-        new: dict[str, Any] = {"process": process or old.get("process", "poisson")}
+        new: dict[str, Any] = {"process": process if process is not None else old.get("process", "poisson")}
         allowed = sum(_ARRIVAL_KEYS.get(new["process"], ((), ())), ())  # unknown processes: pydantic says so
         carry = {"rate": rate, "concurrency": concurrency, "cv": cv, "think_time_s": think_time_s}
         for key, value in carry.items():

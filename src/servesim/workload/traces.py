@@ -124,9 +124,13 @@ def _ordered(specs: list[RequestSpec], wheres: list[str], sort: bool) -> tuple[R
 def _read_text(path: Path) -> str:
     """The file's text, or a WorkloadError for a missing, unreadable or empty file."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        raw = path.read_bytes()
+    except OSError as exc:
         raise WorkloadError(f"{path}: cannot read trace ({exc.__class__.__name__}: {exc})".replace("\n", " ")) from None
+    try:
+        text = raw.decode("utf-8-sig")  # a UTF-8 byte-order mark (Excel's default CSV export) is dropped
+    except UnicodeDecodeError as exc:
+        raise WorkloadError(f"{path}: byte offset {exc.start}: not UTF-8 (byte 0x{raw[exc.start]:02x}; save the trace as UTF-8)") from None
     if not text.strip():
         raise WorkloadError(f"{path}: empty trace file; expected a header and at least one request")
     return text
@@ -138,6 +142,9 @@ def read_csv_trace(path: str | Path, *, sort: bool = False) -> Trace:
     reader = csv.DictReader(_read_text(p).splitlines())
     header = [h.strip() for h in (reader.fieldnames or [])]
     reader.fieldnames = header
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise WorkloadError(f"{p}: header: column {repeated[0]!r} appears {header.count(repeated[0])} times; each column once")
     time_col = _time_column(header, f"{p}: header")
     for col in REQUIRED_COLUMNS:
         if col not in header:
