@@ -62,6 +62,7 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON instead of a table."),
         check_invariants: bool = typer.Option(False, "--check-invariants", help="Check KV/scheduler invariants after every step."),
         itl_samples: bool = typer.Option(False, "--itl-samples", help="Keep every output token's time (exact pooled ITL percentiles; more memory)."),
+        steady_state: bool = typer.Option(False, "--steady-state", help="Also summarise the steady state: warm-up (MSER-5) and cool-down dropped (summary.steady_state)."),
     ) -> None:
         """Simulate a vLLM engine serving a workload: TTFT, ITL, TPOT, E2E, throughput (default: Llama-2-7B, H100, chat)."""
         from servesim.simulation import simulate
@@ -97,7 +98,7 @@ def register(app: typer.Typer) -> None:
         started = time.perf_counter()
         # Without per-request output, records stream into a fixed-memory summary (exact counts and means,
         # percentiles within 0.5 %); every token's time is kept only with --itl-samples.
-        keep = output is not None or requests_csv is not None
+        keep = output is not None or requests_csv is not None or steady_state
         with _Progress(console, spec.num_requests) as progress:
             result = simulate(
                 model, hardware, tp, workload=spec, engine=engine, latency_model=latency_model, overhead=overhead,
@@ -106,6 +107,11 @@ def register(app: typer.Typer) -> None:
                 check_invariants=check_invariants, on_record=progress.advance, keep_requests=keep,
                 record_token_times=True if itl_samples else None,
             )
+            if steady_state:
+                from servesim.metrics.steady import steady_state_summary
+
+                progress.phase("summarising the steady state")
+                result.summary["steady_state"] = steady_state_summary(result.records)
             wall = time.perf_counter() - started
             if output is not None:
                 progress.phase(f"writing {output}")
@@ -192,6 +198,14 @@ def _render_notes(console, s: dict[str, Any]) -> None:  # type: ignore[no-untype
                       + (f"{sus:.2f} req/s" if sus is not None else "unknown") + " — latencies are not steady-state")
     else:
         console.print("not saturated (queue-growth tests: docs/VALIDATION.md \"Saturation\")")
+    st = s.get("steady_state")
+    if st is not None:
+        if st.get("kept") and "ttft_ms" in st:
+            console.print(f"steady state ({st['kept']:,} of {st['requests']:,} requests; warm-up {st['dropped_warmup']:,} and "
+                          f"cool-down {st['dropped_cooldown']:,} dropped): TTFT mean {st['ttft_ms']['mean']:,.2f} p99 {st['ttft_ms']['p99']:,.2f} · "
+                          f"ITL mean {st['itl_ms']['mean']:,.2f} · E2E mean {st['e2e_ms']['mean']:,.2f} ms")
+        else:
+            console.print(f"steady state: {st.get('note')}")
     pi = s.get("prediction_intervals") or {}
     if not pi.get("available"):
         console.print(f"prediction intervals: none ({pi.get('note', 'not available')})")

@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 
 from servesim.metrics.saturation import TREND_Z, mann_kendall_z
+from servesim.metrics.steady import MSER_BATCH, mser_cut  # noqa: F401 - one MSER for run and capacity
 
 BATCHES = 20
 RESAMPLES = 200
 REL_CI = 0.05  # a CI half-width within 5 % of the estimate is "stable"
 FIRST_REQUESTS = 1500
 MAX_REQUESTS = 24000
-MSER_BATCH = 5
 
 
 @dataclass
@@ -46,26 +46,10 @@ def statistic(values: np.ndarray, weights: np.ndarray, stat: str) -> float:
     from servesim.metrics.summary import weighted_percentiles
 
     if stat == "mean":
-        return float(np.dot(values, weights) / weights.sum())
+        return float(np.sum(values * weights) / weights.sum())  # not np.dot: its last bit follows the BLAS thread count
     if np.all(weights == 1):
         return float(np.percentile(values, float(stat[1:])))
     return weighted_percentiles(values, weights.astype(np.int64), [float(stat[1:])])[0]
-
-
-def mser_cut(values: np.ndarray, batch: int = MSER_BATCH) -> int:
-    """MSER-k warm-up truncation (requests to drop): the d <= half of the batch means minimising var/(m−d)²."""
-    m = values.size // batch
-    if m < 4:
-        return 0
-    z = values[: m * batch].reshape(m, batch).mean(axis=1)
-    # Suffix sums give every truncation's mean and variance in one pass.
-    s1 = np.cumsum(z[::-1])[::-1]
-    s2 = np.cumsum((z * z)[::-1])[::-1]
-    k = np.arange(m, 0, -1, dtype=float)  # points kept for truncation d = 0..m-1
-    var = s2 / k - (s1 / k) ** 2
-    crit = var / k
-    half = m // 2
-    return int(np.argmin(crit[: half + 1])) * batch
 
 
 def bootstrap_ci(values: np.ndarray, weights: np.ndarray, stat: str, rng: np.random.Generator,
