@@ -51,15 +51,21 @@ class RunResult:
 
 
 def resolve_engine(
-    engine: EngineConfig | Mapping[str, Any] | None, model: ModelSpec, hardware: Hardware, tp: int
+    engine: EngineConfig | Mapping[str, Any] | None, model: ModelSpec, hardware: Hardware, tp: int,
+    parallel: Mapping[str, Any] | None = None,
 ) -> EngineConfig:
-    """An EngineConfig with vLLM V1's GPU-dependent defaults filled in, at tensor parallelism tp."""
+    """An EngineConfig with vLLM V1's GPU-dependent defaults filled in, at tensor parallelism tp (and the
+    pipeline_parallel_size / enable_expert_parallel in `parallel`, when given, over the engine's)."""
+    over = {"tensor_parallel_size": tp, **{k: v for k, v in (parallel or {}).items() if v is not None}}
     if engine is None:
-        cfg = EngineConfig(tensor_parallel_size=tp)
+        cfg = engine_config(**over)
     elif isinstance(engine, EngineConfig):
-        cfg = engine.model_copy(update={"tensor_parallel_size": tp})
+        cfg = engine_config(**{**engine.model_dump(), **over}) if len(over) > 1 else engine.model_copy(update=over)
     else:
-        cfg = engine_config(**{**dict(engine), "tensor_parallel_size": tp})
+        cfg = engine_config(**{**dict(engine), **over})
+    from servesim.latency.parallel import pp_layer_partition
+
+    pp_layer_partition(model.num_layers, cfg.pipeline_parallel_size)  # vLLM refuses more stages than layers
     return cfg.resolved(
         gpu_memory_gib=hardware.usable_memory_bytes / (1 << 30),
         gpu_name=hardware.name,
@@ -71,21 +77,31 @@ def kv_blocks_for(engine: EngineConfig, model: ModelSpec, hardware: Hardware) ->
     """KV blocks per GPU: the override when set, else vLLM's memory profile (engine/capacity.py)."""
     if engine.num_gpu_blocks_override is not None:
         return engine.num_gpu_blocks_override
-    tp = engine.tensor_parallel_size
+    tp, pp = engine.tensor_parallel_size, engine.pipeline_parallel_size
+    weights, kv_token = model.weight_bytes, model.kv_bytes_per_token_per_gpu(tp)
+    if pp > 1:
+        # vLLM takes the smallest block count over the workers: the heaviest stage's layers, with one vocab matrix
+        # (embedding on the first stage, LM head on the last), each stage caching KV for its own layers only.
+        from servesim.latency.parallel import pp_layer_partition
+
+        frac = max(pp_layer_partition(model.num_layers, pp)) / model.num_layers
+        vocab = model.vocab_size * model.hidden_size * model.weight_bytes_per_param
+        weights = (weights - model.embedding_params * model.weight_bytes_per_param) * frac + vocab
+        kv_token = kv_token * frac
     try:
         return num_gpu_blocks(
             gpu_memory_bytes=hardware.usable_memory_bytes,
             gpu_memory_utilization=engine.gpu_memory_utilization,
-            weight_bytes=model.weight_bytes,
+            weight_bytes=weights,
             tensor_parallel_size=tp,
-            kv_bytes_per_token_per_gpu=model.kv_bytes_per_token_per_gpu(tp),
+            kv_bytes_per_token_per_gpu=kv_token,
             block_size=engine.block_size,
             max_num_batched_tokens=int(engine.max_num_batched_tokens or 2048),
             hidden_size=model.hidden_size,
             intermediate_size=model.dense_intermediate_size or model.intermediate_size,
         )
     except ConfigError:
-        need = model.weight_bytes / tp / (1 << 30)
+        need = weights / tp / (1 << 30)
         have = hardware.usable_memory_bytes * engine.gpu_memory_utilization / (1 << 30)
         raise ConfigError(
             f"{model.name} does not fit on {hardware.name} at TP{tp}: weights need {need:.1f} GiB per GPU, "
@@ -95,11 +111,14 @@ def kv_blocks_for(engine: EngineConfig, model: ModelSpec, hardware: Hardware) ->
 
 
 def _latency(latency_model: Any, overhead: str, calibration: Any, spec: ModelSpec, hw: Hardware, tp: int,
-             async_scheduling: bool) -> tuple[Any, Any]:
+             async_scheduling: bool, eng: EngineConfig | None = None) -> tuple[Any, Any]:
     """The step-time model (and the calibration it uses, if any)."""
     if not isinstance(latency_model, str):
         return latency_model, getattr(latency_model, "calibration", None)
-    return build_latency_model(latency_model, spec, hw, tp, overhead, calibration, async_scheduling=async_scheduling)
+    par: dict[str, Any] = {}
+    if eng is not None and (eng.pipeline_parallel_size > 1 or eng.enable_expert_parallel):
+        par = {"pp": eng.pipeline_parallel_size, "enable_expert_parallel": eng.enable_expert_parallel}
+    return build_latency_model(latency_model, spec, hw, tp, overhead, calibration, async_scheduling=async_scheduling, **par)
 
 
 def _workload_source(workload: Any, seed: int | None) -> tuple[RequestSource, dict[str, Any] | None]:
@@ -198,6 +217,8 @@ def simulate(
     on_record: Callable[[RequestRecord], None] | None = None,
     keep_requests: bool = True,
     event_skipping: bool = True,
+    pp: int | None = None,
+    enable_expert_parallel: bool | None = None,
 ) -> RunResult:
     """Simulate one vLLM engine serving a workload and summarise what clients would measure.
 
@@ -214,14 +235,15 @@ def simulate(
     (metrics/streaming.py). record_token_times (default: True when keeping requests, else False) keeps
     every output token's time; without it pooled ITL weights each request's TPOT by its N - 1 gaps
     (exact ITL mean, approximate ITL percentiles). event_skipping changes speed, never answers
-    (engine/skipping.py).
+    (engine/skipping.py). pp / enable_expert_parallel (vLLM --pipeline-parallel-size, --enable-expert-parallel)
+    override the engine's pipeline_parallel_size / enable_expert_parallel when given (latency/parallel.py).
     """
     spec = model if isinstance(model, ModelSpec) else load_model(model)
     hw = hardware if isinstance(hardware, Hardware) else load_hardware(str(hardware), hardware_config)
     spec.check_tp(tp)
-    eng = resolve_engine(engine, spec, hw, tp)
+    eng = resolve_engine(engine, spec, hw, tp, {"pipeline_parallel_size": pp, "enable_expert_parallel": enable_expert_parallel})
     blocks = kv_blocks_for(eng, spec, hw)
-    lm, cal = _latency(latency_model, overhead, calibration, spec, hw, tp, eng.async_scheduling)
+    lm, cal = _latency(latency_model, overhead, calibration, spec, hw, tp, eng.async_scheduling, eng)
     if frontend_latency_s is None:
         frontend_latency_s = cal.frontend_latency_s if cal is not None else 0.0
     if frontend_per_token_s is None:

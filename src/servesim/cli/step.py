@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from servesim.cli.common import HardwareConfigOpt, HardwareOpt, LatencyModelOpt, ModelOpt, OverheadOpt, TpOpt
+from servesim.cli.common import EpOpt, HardwareConfigOpt, HardwareOpt, LatencyModelOpt, ModelOpt, OverheadOpt, PpOpt, TpOpt
 from servesim.errors import ConfigError
 
 DEFAULT_PREFILL = ["512"]
@@ -40,6 +40,8 @@ def register(app: typer.Typer) -> None:
         hardware: str = HardwareOpt,
         hardware_config: Optional[Path] = HardwareConfigOpt,
         tp: int = TpOpt,
+        pp: int = PpOpt,
+        enable_expert_parallel: bool = EpOpt,
         prefill: Optional[list[str]] = typer.Option(None, "--prefill", help="A prefill chunk LEN[@CTX]; repeat for more requests."),
         decode: Optional[list[str]] = typer.Option(None, "--decode", help="Decoding requests NxCTX; repeat for mixed contexts."),
         overhead: str = OverheadOpt,
@@ -60,8 +62,10 @@ def register(app: typer.Typer) -> None:
         ctxs = [c for d in decode or [] for c in parse_decode(d)]
         spec = resolve_model(model)
         hw = resolve_hardware(hardware, hardware_config)
+        from servesim.api import _parallel_kwargs
+
         lm, _ = build_latency_model(latency_model, spec, hw, tp, overhead, calibration,
-                                    async_scheduling=not no_async_scheduling)
+                                    async_scheduling=not no_async_scheduling, **_parallel_kwargs(spec, pp, enable_expert_parallel))
         plan = StepPlan(tuple(n for n, _ in chunks), tuple(c for _, c in chunks), tuple(ctxs))
         result = lm.explain(plan)
         payload = {
@@ -69,6 +73,8 @@ def register(app: typer.Typer) -> None:
             "hardware": hw.name,
             "kernel_efficiency": kernel_provenance(hw),
             "tp": tp,
+            "pipeline_parallel_size": pp,
+            "enable_expert_parallel": enable_expert_parallel,
             "latency_model": lm.name,
             "overhead": overhead,
             "plan": {"prefill": [{"new_tokens": n, "context_tokens": c} for n, c in chunks], "decode_context_tokens": list(ctxs)},
