@@ -110,6 +110,12 @@ def kv_blocks_for(engine: EngineConfig, model: ModelSpec, hardware: Hardware) ->
         ) from None
 
 
+def engine_sliding_window(model: ModelSpec) -> int:
+    """The window the KV manager frees blocks outside of: the model's when every layer slides (one vLLM KV cache
+    group), else 0 — a hybrid model (Gemma-2/3) keeps KV for every token here (docs/LATENCY.md: not modelled)."""
+    return model.sliding_window if model.num_sliding_layers and model.num_sliding_layers == model.num_layers else 0
+
+
 def _latency(latency_model: Any, overhead: str, calibration: Any, spec: ModelSpec, hw: Hardware, tp: int,
              async_scheduling: bool, eng: EngineConfig | None = None) -> tuple[Any, Any]:
     """The step-time model (and the calibration it uses, if any)."""
@@ -263,7 +269,7 @@ def simulate(
     if record_token_times is None:
         record_token_times = keep_requests
     sim = Simulator(eng, lm, blocks, frontend_latency_s=0.0, record_token_times=record_token_times,
-                    check_invariants=check_invariants, event_skipping=event_skipping)
+                    check_invariants=check_invariants, event_skipping=event_skipping, sliding_window=engine_sliding_window(spec))
     records: list[RequestRecord] = []
     stream = None if keep_requests else _Stream()
     bins = ArrivalBins()  # fixed-memory saturation record, fed the same way in both summary modes

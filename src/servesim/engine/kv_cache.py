@@ -255,21 +255,46 @@ class KVCacheManager:
     A request's registered blocks are always its first `num_cached_blocks`; the rest carry no key.
     """
 
-    __slots__ = ("pool", "block_size", "enable_caching", "stats", "defer_private")
+    __slots__ = ("pool", "block_size", "enable_caching", "stats", "defer_private", "sliding_window")
 
-    def __init__(self, num_blocks: int, block_size: int, enable_caching: bool) -> None:
+    def __init__(self, num_blocks: int, block_size: int, enable_caching: bool, sliding_window: int = 0) -> None:
         self.pool = BlockPool(num_blocks, enable_caching)
         self.block_size = block_size
         self.enable_caching = enable_caching
         self.stats = PrefixCacheStats()
         # Keep private (uid-keyed) blocks out of the key map: parked runs instead (see free_preempted).
         self.defer_private = False
+        # > 0: every layer is a sliding-window layer (one vLLM KV cache group, SlidingWindowManager): blocks
+        # wholly outside the window are freed as the request advances. 0: full attention (FullAttentionManager).
+        self.sliding_window = sliding_window
 
     def defer(self) -> None:
         """Switch to deferred private blocks (event skipping does, before the first request): parked runs
         instead of private keys, and reference counts only for shared-prefix blocks."""
+        if self.sliding_window:
+            raise ValueError("deferred private blocks do not support sliding-window freeing")
         self.defer_private = True
         self.pool.shared_refs_only = True
+
+    def remove_skipped_blocks(self, req) -> None:
+        """Free req's blocks that lie wholly outside the sliding window, leaving the null block (0) in their
+        place (vLLM SlidingWindowManager.remove_skipped_blocks, called at the start of allocate_slots)."""
+        # vLLM get_num_skipped_tokens: tokens before num_computed - sliding_window + 1 are never attended again.
+        skipped = (req.num_computed - self.sliding_window + 1) // self.block_size
+        blocks = req.blocks
+        removed = []
+        for i in range(min(skipped, len(blocks)) - 1, -1, -1):  # newest first; stop at the first null (done before)
+            b = blocks[i]
+            if b == 0:
+                break
+            removed.append(b)
+            blocks[i] = 0
+        if removed:
+            self.pool.free_blocks(removed)
+
+    def blocks_held(self, req) -> int:
+        """Real (non-null) blocks req holds."""
+        return len(req.blocks) - req.blocks.count(0) if self.sliding_window else len(req.blocks)
 
     def key(self, req, i: int) -> BlockKey:
         """Content key of block i of req: shared within its prefix group, else unique to the request."""
@@ -333,6 +358,8 @@ class KVCacheManager:
         """Reserve KV slots for num_new more tokens (after num_hit cached ones); False if blocks run out."""
         pool = self.pool
         bs = self.block_size
+        if self.sliding_window and req.blocks:
+            self.remove_skipped_blocks(req)
         total = req.num_computed + num_hit + num_new
         blocks = req.blocks
         num_new_blocks = -(-total // bs) - len(blocks) - (len(hit_blocks) if hit_blocks else 0)
@@ -371,6 +398,8 @@ class KVCacheManager:
         blocks = req.blocks
         bs = self.block_size
         pool = self.pool
+        if self.sliding_window:
+            self.remove_skipped_blocks(req)
         if -(-total // bs) - len(blocks) != 1 or not pool.nfree:
             return self.allocate_slots(req, 1)
         blocks.extend(pool.get_new_blocks(1))
@@ -396,6 +425,8 @@ class KVCacheManager:
         keys, cached = pool.block_key, pool.cached
         for i in range(req.num_cached_blocks, n_full):
             b = blocks[i]
+            if not b:
+                continue  # the null block of a sliding window (its block was freed, keeping its key)
             key = (group, i) if i < n_sh else (uid, i)
             keys[b] = key
             if cached.setdefault(key, b) != b:
@@ -412,6 +443,11 @@ class KVCacheManager:
             self._free_deferred(req, False)
             return
         blocks = req.blocks
+        if blocks and self.sliding_window and 0 in blocks:
+            nc = req.num_cached_blocks
+            live = [b for b in blocks if b]  # the null block stands for blocks freed already
+            n_live_cached = sum(1 for b in blocks[:nc] if b)
+            blocks, req.blocks, req.num_cached_blocks = live, live, n_live_cached
         if blocks:
             nc = req.num_cached_blocks
             pool = self.pool
