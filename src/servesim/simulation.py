@@ -164,6 +164,13 @@ def _intervals(summary: dict[str, Any], cal: Any, spec: ModelSpec, hw: Hardware,
         outside = iv.outside_envelope(cal.envelope, hardware=hw.name, features=iv.model_features(spec), tp=tp,
                                       max_context_tokens=max_context, mean_batch=iv.mean_batch(load, int(eng.max_num_seqs or 1)),
                                       regime=regime, near_capacity=near)
+        # No calibration run used these (docs/LATENCY.md, "Attention variants" and "Parallelism").
+        if eng.pipeline_parallel_size > 1:
+            outside.append(f"pipeline parallelism PP{eng.pipeline_parallel_size} (no calibration run used PP)")
+        if eng.enable_expert_parallel and spec.is_moe:
+            outside.append("expert parallelism (no calibration run used EP)")
+        if spec.num_sliding_layers:
+            outside.append("sliding-window layers (no calibration run had them)")
     return iv.annotate(summary, cal.intervals, outside)
 
 

@@ -76,3 +76,15 @@ def test_engine_rejects_bad_pp():
     with pytest.raises(ConfigError, match="pipeline-parallel-size 33"):
         resolve_engine({"pipeline_parallel_size": 33}, load_model("llama-3.1-8b-instruct"), load_hardware("H100"), 1)
     assert EngineConfig().pipeline_parallel_size == 1 and EngineConfig().enable_expert_parallel is False
+
+
+@pytest.mark.parametrize("model,kw", [("llama-3.1-8b-instruct", dict(pp=2)),
+                                      ("mixtral-8x7b-v0.1", dict(tp=2, enable_expert_parallel=True)),
+                                      ("llama-3.1-8b-instruct", dict(pp=3, latency_model="roofline-v2-corrected"))])
+def test_pp_ep_runs_same_with_and_without_event_skipping(model, kw):
+    w = {"input_tokens": {"kind": "gaussian", "mean": 400, "stdev": 200, "min": 10, "max": 1500},
+         "output_tokens": {"kind": "gaussian", "mean": 120, "stdev": 60, "min": 1, "max": 400},
+         "arrival": {"process": "poisson", "rate": 20}, "num_requests": 80}
+    a = simulate(model, workload=w, seed=2, **kw)
+    b = simulate(model, workload=w, seed=2, check_invariants=True, **kw)  # the reference path, invariants every step
+    assert a.summary == b.summary and a.summary["completed"] == 80
