@@ -102,3 +102,17 @@ def test_ep_breakdown_shows_all2all():
     a2a2 = next(c for c in st2.components if c.name == "ep_all2all")
     assert a2a2.bytes == par.ep_all2all_bytes(16, 4096, 2) * 32
     assert a2a2.time_s == pytest.approx(par.ep_all2all_s(16, MIXTRAL, 2, H100))
+
+
+@pytest.mark.parametrize("name,tp,kw", [("llama-3.1-8b-instruct", 1, dict(pp=2)), ("llama-3.1-8b-instruct", 1, dict(pp=3)),
+                                        ("mixtral-8x7b-v0.1", 2, dict(enable_expert_parallel=True)),
+                                        ("deepseek-v2-lite", 1, {}), ("mistral-7b-v0.1", 1, {}),
+                                        ("deepseek-v2-lite", 2, dict(enable_expert_parallel=True, pp=3))])
+@pytest.mark.parametrize("lm_name", ["calibrated", "roofline-v2-corrected"])
+def test_step_time_non_decreasing_with_variants_and_parallelism(name, tp, kw, lm_name):
+    lm, _ = build_latency_model(lm_name, load_model(name), H100, tp, **kw)
+    for series in ([StepPlan(decode_ctx=(1000,) * b) for b in range(1, 130, 3)],
+                   [StepPlan(decode_ctx=(c,) * 16) for c in range(0, 12000, 397)],
+                   [StepPlan(prefill_new=(n,), prefill_ctx=(0,)) for n in range(1, 8192, 251)]):
+        times = [lm.step_time(p) for p in series]
+        assert all(b >= a for a, b in zip(times, times[1:]))
