@@ -69,3 +69,33 @@ def test_simulate_uses_the_window_for_all_sliding_models_only():
     a = simulate("mistral-7b-v0.1", workload=w, seed=3, engine={"num_gpu_blocks_override": 2000}, check_invariants=True)
     b = simulate("mistral-7b-v0.1", workload=w, seed=3, engine={"num_gpu_blocks_override": 2000})
     assert a.summary == b.summary  # the reference path either way (event skipping is off for sliding windows)
+
+
+def test_window_prefix_hit_needs_only_the_window_blocks():
+    # vLLM SlidingWindowManager.find_longest_cache_hit: a hit needs the last ⌈(w − 1) / bs⌉ = 2 blocks cached.
+    kv = KVCacheManager(num_blocks=12, block_size=16, enable_caching=True, sliding_window=32)
+    a = EngineRequest(spec(1, 0.0, 96, 50, "g", 96), RequestRecord(1, 0.0, 96, 50), 16)
+    assert kv.allocate_slots(a, 96) and a.blocks == [1, 2, 3, 4, 5, 6]  # registered as (g, 0) .. (g, 5)
+    a.num_computed, a.num_tokens = 96, 97
+    assert kv.append_slot(a, 97)
+    # (96 − 32 + 1) // 16 = 4 blocks left the window: freed newest first, keys kept until evicted.
+    assert a.blocks[:4] == [0, 0, 0, 0] and a.blocks[6] == 7
+    kv.pool.get_new_blocks(6)  # 8, 9, 10, 11, then blocks 4 and 3: (g, 3) and (g, 2) are evicted
+    assert kv.pool.get_cached(("g", 2)) is None and kv.pool.get_cached(("g", 0)) == 1
+    b = EngineRequest(spec(2, 0.0, 100, 10, "g", 96), RequestRecord(2, 0.0, 100, 10), 16)
+    hits, n = kv.get_computed_blocks(b)
+    assert hits == [0, 0, 0, 0, 5, 6] and n == 96  # a walk from the start would stop at (g, 2): 32 tokens
+    free_before = kv.pool.num_free
+    assert kv.allocate_slots(b, 4, hits, n)  # the hit blocks are held by a: only the new block is allocated
+    assert kv.pool.num_free == free_before - 1 and b.blocks == [0, 0, 0, 0, 5, 6, b.blocks[6]]
+    kv.free(b)
+    kv.free(a)
+    assert kv.pool.num_free == kv.pool.num_usable - 6  # all but the 6 blocks popped by hand
+
+
+def test_window_prefix_caching_run_keeps_invariants():
+    specs = [spec(i, 0.02 * i, 700 + 13 * i, 30, f"g{i % 3}", 600) for i in range(40)]
+    sim = Simulator(engine(), ConstLatency(), 250, check_invariants=True, sliding_window=128)
+    stats = sim.run(ListSource(specs))
+    assert stats.completed == 40 and stats.prefix_cache_hit_tokens > 0
+    assert sim.scheduler.kv.pool.num_free == sim.scheduler.kv.pool.num_usable

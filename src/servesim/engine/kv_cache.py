@@ -332,6 +332,8 @@ class KVCacheManager:
                     i = a + k - pool._base
                     hits += pool._q[i - alive : i][::-1]
                     req.phits = alive
+        elif self.sliding_window and (req.n_shared_blocks or req.num_preemptions):
+            hits = self._window_hits(req, max_blocks)
         elif req.n_shared_blocks or req.num_preemptions:  # otherwise every key is new: skip the walk
             cached = self.pool.cached
             n_sh, group, uid = req.n_shared_blocks, req.group, req.uid
@@ -354,6 +356,27 @@ class KVCacheManager:
             s.hits += n
         return hits, n
 
+    def _window_hits(self, req, max_blocks: int) -> list[int]:
+        """Prefix hit under a sliding window (vLLM SlidingWindowManager.find_longest_cache_hit): the longest
+        prefix whose last ⌈(w − 1) / block_size⌉ blocks are cached; the blocks before them are not needed and
+        stand as the null block (0). Without such a run, the cached blocks contiguous from the start."""
+        cached, n_sh, group, uid = self.pool.cached, req.n_shared_blocks, req.group, req.uid
+        need = max(1, -(-(self.sliding_window - 1) // self.block_size))
+        hits = [0] * max_blocks
+        run = 0
+        for i in range(max_blocks - 1, -1, -1):
+            b = cached.get((group, i) if i < n_sh else (uid, i))
+            if b is None:
+                run = 0
+                continue
+            hits[i] = b
+            run += 1
+            if run >= need:
+                del hits[i + run :]
+                return hits
+        del hits[run:]
+        return hits
+
     def allocate_slots(self, req, num_new: int, hit_blocks: list[int] | None = None, num_hit: int = 0) -> bool:
         """Reserve KV slots for num_new more tokens (after num_hit cached ones); False if blocks run out."""
         pool = self.pool
@@ -369,6 +392,8 @@ class KVCacheManager:
             ref = pool.ref_cnt
             hp = req.phits if self.defer_private else 0  # hits from the parked run: all idle
             shared = hit_blocks[: len(hit_blocks) - hp] if hp else hit_blocks
+            if self.sliding_window and 0 in shared:
+                shared = [b for b in shared if b]  # null blocks of a window hit take no block
             need += list(map(ref.__getitem__, shared)).count(0) + hp
         if need > pool.nfree:
             return False
@@ -378,7 +403,7 @@ class KVCacheManager:
                 a, k = req.parked
                 pool.take_run(a + k - hp, hit_blocks[len(hit_blocks) - hp :])
             else:
-                pool.touch(hit_blocks)
+                pool.touch(shared)
             blocks.extend(hit_blocks)
             req.num_cached_blocks = len(hit_blocks)
         if self.defer_private:
