@@ -216,7 +216,7 @@ def render_summary(result, wall_s: float | None = None) -> None:  # type: ignore
     c, s = result.config, result.summary
     eng = c["engine"]
     console.print(
-        f"[bold]{c['model']}[/] on [bold]{c['hardware']}[/] TP{c['tensor_parallel_size']} · {c['latency_model']} + overhead {c['overhead']} · "
+        f"[bold]{c['model']}[/] on [bold]{c['hardware']}[/] TP{c['tensor_parallel_size']}{_parallel_tag(c['engine'])} · {c['latency_model']} + overhead {c['overhead']} · "
         f"max_num_seqs {eng['max_num_seqs']} · max_num_batched_tokens {eng['max_num_batched_tokens']} · "
         f"{c['num_gpu_blocks']:,} KV blocks of {eng['block_size']}"
         + (f"\n{c['kernel_efficiency']}" if c.get("kernel_efficiency") else "")
@@ -237,3 +237,9 @@ def render_summary(result, wall_s: float | None = None) -> None:  # type: ignore
         + (f" · simulated in {wall_s:.2f} s" if wall_s is not None else "")
     )
     _render_notes(console, s)
+
+
+def _parallel_tag(engine: dict) -> str:
+    """' PP2 EP' style suffix for the header (empty at PP 1 without expert parallelism)."""
+    pp = engine.get("pipeline_parallel_size", 1)
+    return (f" PP{pp}" if pp > 1 else "") + (" EP" if engine.get("enable_expert_parallel") else "")

@@ -116,7 +116,7 @@ def _render(payload: dict, spec, hw) -> None:  # type: ignore[no-untyped-def]
         ctx = plan["decode_context_tokens"]
         desc.append(f"{len(ctx)} decode (ctx {min(ctx)}–{max(ctx)})" if min(ctx) != max(ctx) else f"{len(ctx)} decode x ctx {ctx[0]}")
     console.print(
-        f"[bold]{spec.name}[/] on [bold]{hw.name}[/] TP{payload['tp']} · {payload['latency_model']} · overhead {payload['overhead']}\n"
+        f"[bold]{spec.name}[/] on [bold]{hw.name}[/] TP{payload['tp']}{_parallel_tag(payload)} · {payload['latency_model']} · overhead {payload['overhead']}\n"
         f"weights {spec.weight_bytes / 1e9:.2f} GB · KV {spec.kv_bytes_per_token:,.0f} B/token · step: {'; '.join(desc)}"
         f"\n{payload['kernel_efficiency']}"
     )
@@ -128,3 +128,9 @@ def _render(payload: dict, spec, hw) -> None:  # type: ignore[no-untyped-def]
                       f"{c['memory_ms']:.3f}", f"{c['time_ms']:.3f}", c["bound"])
     console.print(table)
     console.print(f"[bold]step time: {payload['step_time_ms']:.3f} ms[/]  ({payload['notes'].get('step', '')} step)")
+
+
+def _parallel_tag(payload: dict) -> str:
+    """' PP2 EP' style suffix for the header (empty at PP 1 without expert parallelism)."""
+    pp = payload["pipeline_parallel_size"]
+    return (f" PP{pp}" if pp > 1 else "") + (" EP" if payload["enable_expert_parallel"] else "")
