@@ -9,6 +9,7 @@ import numpy as np
 from pathlib import Path
 
 from servesim.config import Hardware, ModelSpec, load_hardware, load_model
+from servesim.errors import ConfigError
 from servesim.latency import StepPlan, StepTime
 from servesim.latency.factory import build_latency_model
 
@@ -82,11 +83,14 @@ def step_time(
     hardware_config: str | Path | None = None,
     calibration: str | Path | None = None,
     async_scheduling: bool = True,
+    pp: int = 1,
+    enable_expert_parallel: bool = False,
 ) -> StepTime:
     """Time of one engine step (StepTime.seconds) with its breakdown.
 
     prefill: (new_tokens, context_tokens_before) per prefilling request, or just new_tokens;
-    decode: context length (tokens) per decoding request.
+    decode: context length (tokens) per decoding request. pp / enable_expert_parallel: vLLM's
+    --pipeline-parallel-size and --enable-expert-parallel (latency/parallel.py).
     """
     check_model_arg(model)
     check_hardware_arg(hardware, hardware_config)
@@ -98,5 +102,16 @@ def step_time(
     chunks = [_chunk(p) for p in _items(prefill, "--prefill")]
     ctxs = [_int_tokens(c, "--decode", "context", 1) for c in _items(decode, "--decode")]
     plan = check_step(spec, chunks, ctxs)
-    lm, _ = build_latency_model(latency_model, spec, hw, tp, overhead, calibration, async_scheduling=async_scheduling)
+    lm, _ = build_latency_model(latency_model, spec, hw, tp, overhead, calibration, async_scheduling=async_scheduling,
+                                **_parallel_kwargs(spec, pp, enable_expert_parallel))
     return lm.explain(plan)
+
+
+def _parallel_kwargs(spec: ModelSpec, pp: int, enable_expert_parallel: bool) -> dict[str, object]:
+    """build_latency_model's pp / EP arguments, checked as the engine checks them (none at PP 1 without EP)."""
+    from servesim.latency.parallel import pp_layer_partition
+
+    if isinstance(pp, bool) or not isinstance(pp, int):
+        raise ConfigError(f"--pipeline-parallel-size {pp!r}: must be an integer >= 1")
+    pp_layer_partition(spec.num_layers, pp)
+    return {"pp": pp, "enable_expert_parallel": bool(enable_expert_parallel)} if pp > 1 or enable_expert_parallel else {}

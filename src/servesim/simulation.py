@@ -84,15 +84,21 @@ def _check_flag(name: str, value: Any) -> None:
 
 
 def resolve_engine(
-    engine: EngineConfig | Mapping[str, Any] | None, model: ModelSpec, hardware: Hardware, tp: int
+    engine: EngineConfig | Mapping[str, Any] | None, model: ModelSpec, hardware: Hardware, tp: int,
+    parallel: Mapping[str, Any] | None = None,
 ) -> EngineConfig:
-    """An EngineConfig with vLLM V1's GPU-dependent defaults filled in, at tensor parallelism tp."""
+    """An EngineConfig with vLLM V1's GPU-dependent defaults filled in, at tensor parallelism tp (and the
+    pipeline_parallel_size / enable_expert_parallel in `parallel`, when given, over the engine's)."""
+    over = {"tensor_parallel_size": tp, **{k: v for k, v in (parallel or {}).items() if v is not None}}
     if engine is None:
-        cfg = EngineConfig(tensor_parallel_size=tp)
+        cfg = engine_config(**over)
     elif isinstance(engine, EngineConfig):
-        cfg = engine.model_copy(update={"tensor_parallel_size": tp})
+        cfg = engine_config(**{**engine.model_dump(), **over}) if len(over) > 1 else engine.model_copy(update=over)
     else:
-        cfg = engine_config(**{**dict(engine), "tensor_parallel_size": tp})
+        cfg = engine_config(**{**dict(engine), **over})
+    from servesim.latency.parallel import pp_layer_partition
+
+    pp_layer_partition(model.num_layers, cfg.pipeline_parallel_size)  # vLLM refuses more stages than layers
     # vLLM refuses a max_model_len above the model's max_position_embeddings (ModelConfig.get_and_verify_max_len).
     if cfg.max_model_len is not None and cfg.max_model_len > model.max_position_embeddings:
         raise ConfigError(f"--max-model-len {cfg.max_model_len}: above {model.name}'s max_position_embeddings "
@@ -106,7 +112,7 @@ def resolve_engine(
 
 def kv_blocks_for(engine: EngineConfig, model: ModelSpec, hardware: Hardware) -> int:
     """KV blocks per GPU: the override when set, else vLLM's memory profile (engine/capacity.py)."""
-    tp = engine.tensor_parallel_size
+    tp, pp = engine.tensor_parallel_size, engine.pipeline_parallel_size
     if engine.num_gpu_blocks_override is not None:
         n = engine.num_gpu_blocks_override
         # The engine keeps a few Python objects per KV block (engine/kv_cache.py), so the override is capped at
@@ -119,20 +125,30 @@ def kv_blocks_for(engine: EngineConfig, model: ModelSpec, hardware: Hardware) ->
                 f"{hardware.name}'s whole memory holds {fit:,} blocks of {engine.block_size} tokens of {model.name}'s KV cache"
             )
         return n
+    weights, kv_token = model.weight_bytes, model.kv_bytes_per_token_per_gpu(tp)
+    if pp > 1:
+        # vLLM takes the smallest block count over the workers: the heaviest stage's layers, with one vocab matrix
+        # (embedding on the first stage, LM head on the last), each stage caching KV for its own layers only.
+        from servesim.latency.parallel import pp_layer_partition
+
+        frac = max(pp_layer_partition(model.num_layers, pp)) / model.num_layers
+        vocab = model.vocab_size * model.hidden_size * model.weight_bytes_per_param
+        weights = (weights - model.embedding_params * model.weight_bytes_per_param) * frac + vocab
+        kv_token = kv_token * frac
     try:
         return num_gpu_blocks(
             gpu_memory_bytes=hardware.usable_memory_bytes,
             gpu_memory_utilization=engine.gpu_memory_utilization,
-            weight_bytes=model.weight_bytes,
+            weight_bytes=weights,
             tensor_parallel_size=tp,
-            kv_bytes_per_token_per_gpu=model.kv_bytes_per_token_per_gpu(tp),
+            kv_bytes_per_token_per_gpu=kv_token,
             block_size=engine.block_size,
             max_num_batched_tokens=int(engine.max_num_batched_tokens or 2048),
             hidden_size=model.hidden_size,
             intermediate_size=model.dense_intermediate_size or model.intermediate_size,
         )
     except ConfigError:
-        need = model.weight_bytes / tp / (1 << 30)
+        need = weights / tp / (1 << 30)
         have = hardware.usable_memory_bytes * engine.gpu_memory_utilization / (1 << 30)
         raise ConfigError(
             f"{model.name} does not fit on {hardware.name} at TP{tp}: weights need {need:.1f} GiB per GPU, "
@@ -141,12 +157,21 @@ def kv_blocks_for(engine: EngineConfig, model: ModelSpec, hardware: Hardware) ->
         ) from None
 
 
+def engine_sliding_window(model: ModelSpec) -> int:
+    """The window the KV manager frees blocks outside of: the model's when every layer slides (one vLLM KV cache
+    group), else 0 — a hybrid model (Gemma-2/3) keeps KV for every token here (docs/LATENCY.md: not modelled)."""
+    return model.sliding_window if model.num_sliding_layers and model.num_sliding_layers == model.num_layers else 0
+
+
 def _latency(latency_model: Any, overhead: str, calibration: Any, spec: ModelSpec, hw: Hardware, tp: int,
-             async_scheduling: bool) -> tuple[Any, Any]:
+             async_scheduling: bool, eng: EngineConfig | None = None) -> tuple[Any, Any]:
     """The step-time model (and the calibration it uses, if any)."""
     if not isinstance(latency_model, str):
         return latency_model, getattr(latency_model, "calibration", None)
-    return build_latency_model(latency_model, spec, hw, tp, overhead, calibration, async_scheduling=async_scheduling)
+    par: dict[str, Any] = {}
+    if eng is not None and (eng.pipeline_parallel_size > 1 or eng.enable_expert_parallel):
+        par = {"pp": eng.pipeline_parallel_size, "enable_expert_parallel": eng.enable_expert_parallel}
+    return build_latency_model(latency_model, spec, hw, tp, overhead, calibration, async_scheduling=async_scheduling, **par)
 
 
 def _workload_source(workload: Any, seed: int | None) -> tuple[RequestSource, dict[str, Any] | None]:
@@ -197,6 +222,13 @@ def _intervals(summary: dict[str, Any], cal: Any, spec: ModelSpec, hw: Hardware,
         outside = iv.outside_envelope(cal.envelope, hardware=hw.name, features=iv.model_features(spec), tp=tp,
                                       max_context_tokens=max_context, mean_batch=iv.mean_batch(load, int(eng.max_num_seqs or 1)),
                                       regime=regime, near_capacity=near)
+        # No calibration run used these (docs/LATENCY.md, "Attention variants" and "Parallelism").
+        if eng.pipeline_parallel_size > 1:
+            outside.append(f"pipeline parallelism PP{eng.pipeline_parallel_size} (no calibration run used PP)")
+        if eng.enable_expert_parallel and spec.is_moe:
+            outside.append("expert parallelism (no calibration run used EP)")
+        if spec.num_sliding_layers:
+            outside.append("sliding-window layers (no calibration run had them)")
     return iv.annotate(summary, cal.intervals, outside)
 
 
@@ -274,6 +306,8 @@ def simulate(
     on_record: Callable[[RequestRecord], None] | None = None,
     keep_requests: bool = True,
     event_skipping: bool = True,
+    pp: int | None = None,
+    enable_expert_parallel: bool | None = None,
 ) -> RunResult:
     """Simulate one vLLM engine serving a workload and summarise what clients would measure.
 
@@ -290,7 +324,8 @@ def simulate(
     (metrics/streaming.py). record_token_times (default: True when keeping requests, else False) keeps
     every output token's time; without it pooled ITL weights each request's TPOT by its N - 1 gaps
     (exact ITL mean, approximate ITL percentiles). event_skipping changes speed, never answers
-    (engine/skipping.py).
+    (engine/skipping.py). pp / enable_expert_parallel (vLLM --pipeline-parallel-size, --enable-expert-parallel)
+    override the engine's pipeline_parallel_size / enable_expert_parallel when given (latency/parallel.py).
     """
     from servesim.workload.spec import check_seed
 
@@ -313,9 +348,9 @@ def simulate(
     spec = model if isinstance(model, ModelSpec) else load_model(model)
     hw = hardware if isinstance(hardware, Hardware) else load_hardware(str(hardware), hardware_config)
     spec.check_tp(tp)
-    eng = resolve_engine(engine, spec, hw, tp)
+    eng = resolve_engine(engine, spec, hw, tp, {"pipeline_parallel_size": pp, "enable_expert_parallel": enable_expert_parallel})
     blocks = kv_blocks_for(eng, spec, hw)
-    lm, cal = _latency(latency_model, overhead, calibration, spec, hw, tp, eng.async_scheduling)
+    lm, cal = _latency(latency_model, overhead, calibration, spec, hw, tp, eng.async_scheduling, eng)
     if frontend_latency_s is None:
         frontend_latency_s = cal.frontend_latency_s if cal is not None else 0.0
     if frontend_per_token_s is None:
@@ -337,7 +372,7 @@ def simulate(
     if record_token_times is None:
         record_token_times = keep_requests
     sim = Simulator(eng, lm, blocks, frontend_latency_s=0.0, record_token_times=record_token_times,
-                    check_invariants=check_invariants, event_skipping=event_skipping)
+                    check_invariants=check_invariants, event_skipping=event_skipping, sliding_window=engine_sliding_window(spec))
     records: list[RequestRecord] = []
     stream = None if keep_requests else _Stream()
     bins = ArrivalBins()  # fixed-memory saturation record, fed the same way in both summary modes

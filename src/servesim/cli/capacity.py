@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
         slo: list[str] = typer.Option(..., "--slo", help="SLO as METRIC_STAT_ms=VALUE, repeatable: ttft_p99_ms=500, itl_mean_ms=50 (metrics ttft|itl|tpot|e2e|queue; stats mean|p50|p90|p95|p99)."),
         model: list[str] = typer.Option(["llama-2-7b-hf"], "--model", "-m", help="Model (repeatable: one configuration per model × hardware × tp)."),
         hardware: list[str] = typer.Option(["H100"], "--hardware", help="GPU preset (repeatable)."),
-        tp: list[int] = typer.Option([1], "--tp", "--tensor-parallel-size", help="Tensor-parallel degree (repeatable).", min=1),
+        tp: list[int] = typer.Option([1], "--tp", "-tp", "--tensor-parallel-size", help="Tensor-parallel degree (repeatable).", min=1),
         hardware_config: Optional[Path] = HardwareConfigOpt,
         latency_model: str = LatencyModelOpt,
         overhead: str = OverheadOpt,

@@ -13,7 +13,9 @@ from servesim.config import outfile
 ModelOpt = typer.Option("llama-2-7b-hf", "--model", "-m", help="Bundled name, Hugging Face id, or path to config.json/folder.")
 HardwareOpt = typer.Option("H100", "--hardware", help="GPU preset (H100, H100-PCIe, H100-NVL, H200, A100-80GB, A100-40GB, L40S, B200, MI300X) or JSON file.")
 HardwareConfigOpt = typer.Option(None, "--hardware-config", help="Hardware JSON (servesim or BLIS hardware_config.json layout).")
-TpOpt = typer.Option(1, "--tp", "--tensor-parallel-size", help="Tensor-parallel degree.", min=1)
+TpOpt = typer.Option(1, "--tp", "-tp", "--tensor-parallel-size", help="Tensor-parallel degree.", min=1)
+PpOpt = typer.Option(1, "--pipeline-parallel-size", "-pp", help="Pipeline-parallel stages (layers split over them, as vLLM).", min=1)
+EpOpt = typer.Option(False, "--enable-expert-parallel", help="MoE: spread whole experts over the TP × DP ranks instead of sharding each over TP.")
 LatencyModelOpt = typer.Option("calibrated", "--latency-model", help="calibrated (fitted on real runs, default), roofline-v2 (the seed's) or roofline-v2-corrected.")
 OverheadOpt = typer.Option("auto", "--overhead", help="none | fixed | per-layer (the seed's 100/500/250 µs × layers/TP) | per-layer:C | sqrt-layer:C | log-layer:C | per-layer-no-tp:C; auto = per-layer for roofline models, nothing extra for calibrated.")
 

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 
 from servesim.cli.common import (
-    HardwareConfigOpt, HardwareOpt, LatencyModelOpt, ModelOpt, OverheadOpt, TpOpt, check_files, echo_json, make_console, write_atomic, write_json_atomic,
+    HardwareConfigOpt, HardwareOpt, LatencyModelOpt, ModelOpt, OverheadOpt, EpOpt, PpOpt, TpOpt, check_files, echo_json, make_console, write_atomic, write_json_atomic,
 )
 from servesim.errors import ServesimError
 
@@ -26,6 +26,8 @@ def register(app: typer.Typer) -> None:
         hardware: str = HardwareOpt,
         hardware_config: Optional[Path] = HardwareConfigOpt,
         tp: int = TpOpt,
+        pp: int = PpOpt,
+        enable_expert_parallel: bool = EpOpt,
         latency_model: str = LatencyModelOpt,
         overhead: str = OverheadOpt,
         frontend_latency_ms: Optional[float] = typer.Option(None, "--frontend-latency-ms", help="API-server/tokenisation time per request before the engine sees it (ms; counted in TTFT; default: the calibration's, else 0)."),
@@ -91,6 +93,7 @@ def register(app: typer.Typer) -> None:
             "gpu_memory_utilization": gpu_memory_utilization, "num_gpu_blocks_override": num_gpu_blocks_override,
             "enable_prefix_caching": enable_prefix_caching, "long_prefill_token_threshold": long_prefill_token_threshold,
             "max_model_len": max_model_len, "async_scheduling": async_scheduling,
+            "pipeline_parallel_size": pp, "enable_expert_parallel": enable_expert_parallel,
         }
         if spec.trace is not None:  # a workload YAML's trace is an input too
             check_files(outputs, [("--workload trace", spec.trace.path)])
@@ -229,7 +232,7 @@ def render_summary(result, wall_s: float | None = None) -> None:  # type: ignore
     c, s = result.config, result.summary
     eng = c["engine"]
     console.print(
-        f"[bold]{c['model']}[/] on [bold]{c['hardware']}[/] TP{c['tensor_parallel_size']} · {c['latency_model']} + overhead {c['overhead']} · "
+        f"[bold]{c['model']}[/] on [bold]{c['hardware']}[/] TP{c['tensor_parallel_size']}{_parallel_tag(c['engine'])} · {c['latency_model']} + overhead {c['overhead']} · "
         f"max_num_seqs {eng['max_num_seqs']} · max_num_batched_tokens {eng['max_num_batched_tokens']} · "
         f"{c['num_gpu_blocks']:,} KV blocks of {eng['block_size']}"
         + (f"\n{c['kernel_efficiency']}" if c.get("kernel_efficiency") else "")
@@ -250,3 +253,9 @@ def render_summary(result, wall_s: float | None = None) -> None:  # type: ignore
         + (f" · simulated in {wall_s:.2f} s" if wall_s is not None else "")
     )
     _render_notes(console, s)
+
+
+def _parallel_tag(engine: dict) -> str:
+    """' PP2 EP' style suffix for the header (empty at PP 1 without expert parallelism)."""
+    pp = engine.get("pipeline_parallel_size", 1)
+    return (f" PP{pp}" if pp > 1 else "") + (" EP" if engine.get("enable_expert_parallel") else "")

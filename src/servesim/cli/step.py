@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from servesim.cli.common import HardwareConfigOpt, HardwareOpt, LatencyModelOpt, ModelOpt, OverheadOpt, TpOpt
+from servesim.cli.common import EpOpt, HardwareConfigOpt, HardwareOpt, LatencyModelOpt, ModelOpt, OverheadOpt, PpOpt, TpOpt
 from servesim.errors import ConfigError
 
 DEFAULT_PREFILL = ["512"]
@@ -44,6 +44,8 @@ def register(app: typer.Typer) -> None:
         hardware: str = HardwareOpt,
         hardware_config: Optional[Path] = HardwareConfigOpt,
         tp: int = TpOpt,
+        pp: int = PpOpt,
+        enable_expert_parallel: bool = EpOpt,
         prefill: Optional[list[str]] = typer.Option(None, "--prefill", help="A prefill chunk LEN[@CTX]; repeat for more requests."),
         decode: Optional[list[str]] = typer.Option(None, "--decode", help="Decoding requests NxCTX; repeat for mixed contexts."),
         overhead: str = OverheadOpt,
@@ -63,15 +65,19 @@ def register(app: typer.Typer) -> None:
         ctxs = [c for d in decode or [] for c in parse_decode(d)]
         spec = resolve_model(model)
         hw = resolve_hardware(hardware, hardware_config)
+        from servesim.api import _parallel_kwargs
+
         plan = check_step(spec, chunks, ctxs)
         lm, _ = build_latency_model(latency_model, spec, hw, tp, overhead, calibration,
-                                    async_scheduling=not no_async_scheduling)
+                                    async_scheduling=not no_async_scheduling, **_parallel_kwargs(spec, pp, enable_expert_parallel))
         result = lm.explain(plan)
         payload = {
             "model": spec.name,
             "hardware": hw.name,
             "kernel_efficiency": kernel_provenance(hw),
             "tp": tp,
+            "pipeline_parallel_size": pp,
+            "enable_expert_parallel": enable_expert_parallel,
             "latency_model": lm.name,
             "overhead": overhead,
             "plan": {"prefill": [{"new_tokens": n, "context_tokens": c} for n, c in chunks], "decode_context_tokens": list(ctxs)},
@@ -113,7 +119,7 @@ def _render(payload: dict, spec, hw) -> None:  # type: ignore[no-untyped-def]
         ctx = plan["decode_context_tokens"]
         desc.append(f"{len(ctx)} decode (ctx {min(ctx)}–{max(ctx)})" if min(ctx) != max(ctx) else f"{len(ctx)} decode x ctx {ctx[0]}")
     console.print(
-        f"[bold]{spec.name}[/] on [bold]{hw.name}[/] TP{payload['tp']} · {payload['latency_model']} · overhead {payload['overhead']}\n"
+        f"[bold]{spec.name}[/] on [bold]{hw.name}[/] TP{payload['tp']}{_parallel_tag(payload)} · {payload['latency_model']} · overhead {payload['overhead']}\n"
         f"weights {spec.weight_bytes / 1e9:.2f} GB · KV {spec.kv_bytes_per_token:,.0f} B/token · step: {'; '.join(desc)}"
         f"\n{payload['kernel_efficiency']}"
     )
@@ -125,3 +131,9 @@ def _render(payload: dict, spec, hw) -> None:  # type: ignore[no-untyped-def]
                       f"{c['memory_ms']:.3f}", f"{c['time_ms']:.3f}", c["bound"])
     console.print(table)
     console.print(f"[bold]step time: {payload['step_time_ms']:.3f} ms[/]  ({payload['notes'].get('step', '')} step)")
+
+
+def _parallel_tag(payload: dict) -> str:
+    """' PP2 EP' style suffix for the header (empty at PP 1 without expert parallelism)."""
+    pp = payload["pipeline_parallel_size"]
+    return (f" PP{pp}" if pp > 1 else "") + (" EP" if payload["enable_expert_parallel"] else "")

@@ -22,6 +22,8 @@ class EngineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     tensor_parallel_size: int = Field(1, ge=1)
+    pipeline_parallel_size: int = Field(1, ge=1)  # layers split over stages (latency/parallel.py)
+    enable_expert_parallel: bool = False  # MoE experts spread over TP × DP ranks instead of TP-sharded
     # vLLM V1 OpenAI server defaults on >=70 GiB GPUs (H100/H200/B200): 1024 seqs, 8192 tokens;
     # on smaller GPUs and A100: 256 seqs, 2048 tokens (vllm/engine/arg_utils.py, _set_default_args).
     max_num_seqs: int | None = Field(None, ge=1)

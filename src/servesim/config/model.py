@@ -76,6 +76,9 @@ class ModelSpec:
     qk_rope_head_dim: int = 0
     qk_nope_head_dim: int = 0
     v_head_dim: int = 0
+    # Sliding-window attention: layers that attend to (and cache) only the last `sliding_window` tokens
+    sliding_window: int = 0  # 0 = every layer is full attention
+    num_sliding_layers: int = 0
     source: str = ""
 
     # ---- derived sizes -------------------------------------------------------------------------
@@ -88,6 +91,11 @@ class ModelSpec:
     def is_mla(self) -> bool:
         """True when attention caches a compressed latent (DeepSeek MLA)."""
         return self.kv_lora_rank > 0
+
+    @property
+    def num_full_layers(self) -> int:
+        """Layers with full (unwindowed) attention."""
+        return self.num_layers - self.num_sliding_layers
 
     @property
     def num_moe_layers(self) -> int:
@@ -332,6 +340,7 @@ def spec_from_config(cfg: dict[str, Any], name: str, where: str = "config.json")
         if topk < 1 or topk > experts:
             raise ConfigError(f"{where}: field 'num_experts_per_tok'={topk} must be between 1 and {experts}")
     kv_lora = _int(cfg, "kv_lora_rank", where, required=False, default=0, minimum=0)
+    window, sliding = _sliding_layers(cfg, layers, where)
     return ModelSpec(
         name=name,
         num_layers=layers,
@@ -358,8 +367,32 @@ def spec_from_config(cfg: dict[str, Any], name: str, where: str = "config.json")
         qk_rope_head_dim=_int(cfg, "qk_rope_head_dim", where, required=False, default=0, minimum=0) if kv_lora else 0,
         qk_nope_head_dim=_int(cfg, "qk_nope_head_dim", where, required=False, default=0, minimum=0) if kv_lora else 0,
         v_head_dim=_int(cfg, "v_head_dim", where, required=False, default=0, minimum=0) if kv_lora else 0,
+        sliding_window=window,
+        num_sliding_layers=sliding,
         source=where,
     )
+
+
+def _sliding_layers(cfg: dict[str, Any], layers: int, where: str) -> tuple[int, int]:
+    """(sliding_window, number of sliding-window layers) as vLLM reads them from config.json."""
+    window = _int(cfg, "sliding_window", where, required=False, default=0, minimum=0)
+    if not window or cfg.get("use_sliding_window") is False:
+        return 0, 0  # Qwen2/Qwen3 carry a sliding_window but `use_sliding_window: false` turns it off (HF, vLLM)
+    types = cfg.get("layer_types")
+    if types is not None:
+        # Transformers >= 4.53: one entry per layer, "sliding_attention" or "full_attention" (Gemma-2/3, gpt-oss).
+        if not isinstance(types, list) or len(types) != layers or not set(types) <= {"sliding_attention", "full_attention"}:
+            raise ConfigError(f"{where}: field 'layer_types' must list 'sliding_attention' or 'full_attention' "
+                              f"for each of the {layers} layers")
+        return window, types.count("sliding_attention")
+    pattern = cfg.get("sliding_window_pattern")
+    if isinstance(pattern, int) and not isinstance(pattern, bool) and pattern > 0:
+        # Gemma-3: every `sliding_window_pattern`-th layer (i + 1 ≡ 0 mod pattern) is global, the rest local.
+        return window, layers - layers // pattern
+    if str(cfg.get("model_type", "")) == "gemma2":
+        # Gemma-2: layers alternate local (even index) and global (odd index) (HF modeling_gemma2, vLLM gemma2.py).
+        return window, (layers + 1) // 2
+    return window, layers  # Mistral v0.1 / Mixtral-style: every layer uses the window (vLLM keeps it on by default)
 
 
 def load_model(model: str | Path) -> ModelSpec:

@@ -255,21 +255,46 @@ class KVCacheManager:
     A request's registered blocks are always its first `num_cached_blocks`; the rest carry no key.
     """
 
-    __slots__ = ("pool", "block_size", "enable_caching", "stats", "defer_private")
+    __slots__ = ("pool", "block_size", "enable_caching", "stats", "defer_private", "sliding_window")
 
-    def __init__(self, num_blocks: int, block_size: int, enable_caching: bool) -> None:
+    def __init__(self, num_blocks: int, block_size: int, enable_caching: bool, sliding_window: int = 0) -> None:
         self.pool = BlockPool(num_blocks, enable_caching)
         self.block_size = block_size
         self.enable_caching = enable_caching
         self.stats = PrefixCacheStats()
         # Keep private (uid-keyed) blocks out of the key map: parked runs instead (see free_preempted).
         self.defer_private = False
+        # > 0: every layer is a sliding-window layer (one vLLM KV cache group, SlidingWindowManager): blocks
+        # wholly outside the window are freed as the request advances. 0: full attention (FullAttentionManager).
+        self.sliding_window = sliding_window
 
     def defer(self) -> None:
         """Switch to deferred private blocks (event skipping does, before the first request): parked runs
         instead of private keys, and reference counts only for shared-prefix blocks."""
+        if self.sliding_window:
+            raise ValueError("deferred private blocks do not support sliding-window freeing")
         self.defer_private = True
         self.pool.shared_refs_only = True
+
+    def remove_skipped_blocks(self, req) -> None:
+        """Free req's blocks that lie wholly outside the sliding window, leaving the null block (0) in their
+        place (vLLM SlidingWindowManager.remove_skipped_blocks, called at the start of allocate_slots)."""
+        # vLLM get_num_skipped_tokens: tokens before num_computed - sliding_window + 1 are never attended again.
+        skipped = (req.num_computed - self.sliding_window + 1) // self.block_size
+        blocks = req.blocks
+        removed = []
+        for i in range(min(skipped, len(blocks)) - 1, -1, -1):  # newest first; stop at the first null (done before)
+            b = blocks[i]
+            if b == 0:
+                break
+            removed.append(b)
+            blocks[i] = 0
+        if removed:
+            self.pool.free_blocks(removed)
+
+    def blocks_held(self, req) -> int:
+        """Real (non-null) blocks req holds."""
+        return len(req.blocks) - req.blocks.count(0) if self.sliding_window else len(req.blocks)
 
     def key(self, req, i: int) -> BlockKey:
         """Content key of block i of req: shared within its prefix group, else unique to the request."""
@@ -307,6 +332,8 @@ class KVCacheManager:
                     i = a + k - pool._base
                     hits += pool._q[i - alive : i][::-1]
                     req.phits = alive
+        elif self.sliding_window and (req.n_shared_blocks or req.num_preemptions):
+            hits = self._window_hits(req, max_blocks)
         elif req.n_shared_blocks or req.num_preemptions:  # otherwise every key is new: skip the walk
             cached = self.pool.cached
             n_sh, group, uid = req.n_shared_blocks, req.group, req.uid
@@ -329,10 +356,33 @@ class KVCacheManager:
             s.hits += n
         return hits, n
 
+    def _window_hits(self, req, max_blocks: int) -> list[int]:
+        """Prefix hit under a sliding window (vLLM SlidingWindowManager.find_longest_cache_hit): the longest
+        prefix whose last ⌈(w − 1) / block_size⌉ blocks are cached; the blocks before them are not needed and
+        stand as the null block (0). Without such a run, the cached blocks contiguous from the start."""
+        cached, n_sh, group, uid = self.pool.cached, req.n_shared_blocks, req.group, req.uid
+        need = max(1, -(-(self.sliding_window - 1) // self.block_size))
+        hits = [0] * max_blocks
+        run = 0
+        for i in range(max_blocks - 1, -1, -1):
+            b = cached.get((group, i) if i < n_sh else (uid, i))
+            if b is None:
+                run = 0
+                continue
+            hits[i] = b
+            run += 1
+            if run >= need:
+                del hits[i + run :]
+                return hits
+        del hits[run:]
+        return hits
+
     def allocate_slots(self, req, num_new: int, hit_blocks: list[int] | None = None, num_hit: int = 0) -> bool:
         """Reserve KV slots for num_new more tokens (after num_hit cached ones); False if blocks run out."""
         pool = self.pool
         bs = self.block_size
+        if self.sliding_window and req.blocks:
+            self.remove_skipped_blocks(req)
         total = req.num_computed + num_hit + num_new
         blocks = req.blocks
         num_new_blocks = -(-total // bs) - len(blocks) - (len(hit_blocks) if hit_blocks else 0)
@@ -342,6 +392,8 @@ class KVCacheManager:
             ref = pool.ref_cnt
             hp = req.phits if self.defer_private else 0  # hits from the parked run: all idle
             shared = hit_blocks[: len(hit_blocks) - hp] if hp else hit_blocks
+            if self.sliding_window and 0 in shared:
+                shared = [b for b in shared if b]  # null blocks of a window hit take no block
             need += list(map(ref.__getitem__, shared)).count(0) + hp
         if need > pool.nfree:
             return False
@@ -351,7 +403,7 @@ class KVCacheManager:
                 a, k = req.parked
                 pool.take_run(a + k - hp, hit_blocks[len(hit_blocks) - hp :])
             else:
-                pool.touch(hit_blocks)
+                pool.touch(shared)
             blocks.extend(hit_blocks)
             req.num_cached_blocks = len(hit_blocks)
         if self.defer_private:
@@ -371,6 +423,8 @@ class KVCacheManager:
         blocks = req.blocks
         bs = self.block_size
         pool = self.pool
+        if self.sliding_window:
+            self.remove_skipped_blocks(req)
         if -(-total // bs) - len(blocks) != 1 or not pool.nfree:
             return self.allocate_slots(req, 1)
         blocks.extend(pool.get_new_blocks(1))
@@ -396,6 +450,8 @@ class KVCacheManager:
         keys, cached = pool.block_key, pool.cached
         for i in range(req.num_cached_blocks, n_full):
             b = blocks[i]
+            if not b:
+                continue  # the null block of a sliding window (its block was freed, keeping its key)
             key = (group, i) if i < n_sh else (uid, i)
             keys[b] = key
             if cached.setdefault(key, b) != b:
@@ -412,6 +468,11 @@ class KVCacheManager:
             self._free_deferred(req, False)
             return
         blocks = req.blocks
+        if blocks and self.sliding_window and 0 in blocks:
+            nc = req.num_cached_blocks
+            live = [b for b in blocks if b]  # the null block stands for blocks freed already
+            n_live_cached = sum(1 for b in blocks[:nc] if b)
+            blocks, req.blocks, req.num_cached_blocks = live, live, n_live_cached
         if blocks:
             nc = req.num_cached_blocks
             pool = self.pool

@@ -80,7 +80,7 @@ def validate_engine(engine: EngineConfig) -> None:
 class Scheduler:
     """vLLM V1 FCFS scheduler with recompute preemption over a KVCacheManager."""
 
-    def __init__(self, engine: EngineConfig, num_gpu_blocks: int) -> None:
+    def __init__(self, engine: EngineConfig, num_gpu_blocks: int, sliding_window: int = 0) -> None:
         validate_engine(engine)
         self.max_num_seqs: int = engine.max_num_seqs
         self.max_num_batched_tokens: int = engine.max_num_batched_tokens
@@ -88,7 +88,7 @@ class Scheduler:
         self.threshold: int = engine.long_prefill_token_threshold
         self.chunked_prefill: bool = engine.enable_chunked_prefill
         self.block_size: int = engine.block_size
-        self.kv = KVCacheManager(num_gpu_blocks, engine.block_size, engine.enable_prefix_caching)
+        self.kv = KVCacheManager(num_gpu_blocks, engine.block_size, engine.enable_prefix_caching, sliding_window)
         self.running: list[EngineRequest] = []
         self.waiting: deque[EngineRequest] = deque()
         self.num_preemptions = 0
@@ -103,6 +103,10 @@ class Scheduler:
         # vLLM refuses to start unless one max_model_len sequence fits the cache; we reject the request instead.
         # A request holds KV for at most input + output - 1 tokens (the last output token is never fed back).
         need = cdiv(spec.input_tokens + spec.output_tokens - 1, self.block_size)
+        w = self.kv.sliding_window
+        if w:
+            # vLLM SlidingWindowSpec.max_memory_usage_bytes: the window plus one step's tokens, plus one block.
+            need = min(need, cdiv(w - 1 + self.max_num_batched_tokens, self.block_size) + 1)
         if need > self.kv.pool.num_usable:
             return f"kv_capacity: needs {need} blocks > {self.kv.pool.num_usable} usable"
         return ""

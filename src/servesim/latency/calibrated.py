@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 from servesim.config.hardware import Hardware
 from servesim.config.model import ModelSpec
+from servesim.latency import attention as attn
 from servesim.latency.plan import Component, StepPlan, StepTime
 from servesim.latency.roofline import RooflineCorrected
 
@@ -81,6 +82,10 @@ class StepFeatures:
     pad_cuda_graphs: bool = True
     # A GEMM is compute-bound when compute ≥ bytes / (HBM peak · this): θ_compute / θ_memory of a calibration.
     compute_bound_at: float = REFERENCE_BW_EFFICIENCY
+    # θ of attention_decode_s (1 / sustained bandwidth fraction): puts MLA decode's compute side in seconds.
+    decode_theta: float = 1.0 / REFERENCE_BW_EFFICIENCY
+    expert_parallel: int = 1  # EP size (1 = experts TP-sharded); see latency/parallel.py
+    data_parallel: int = 1
     _gemm_cache: dict[int, tuple[float, float]] = field(default_factory=dict, repr=False)
     _prefill_eff: dict[int, float] = field(default_factory=dict, repr=False)  # sequence length -> efficiency
     _layer_gemms: dict[int, tuple[float, float]] = field(default_factory=dict, repr=False)  # m_tokens -> (mem, comp)
@@ -90,7 +95,9 @@ class StepFeatures:
         self.model.check_tp(self.tp)
         m = self.model
         # Reuse the corrected roofline's GEMM inventory (sharded shapes, MoE, LM head) and constants.
-        self._rc = RooflineCorrected(m, self.hardware, self.tp, bw_efficiency=1.0)
+        self._rc = RooflineCorrected(m, self.hardware, self.tp, bw_efficiency=1.0, expert_parallel=self.expert_parallel,
+                                     data_parallel=self.data_parallel)
+        self._variant = attn.is_variant(m)
         self.tables = self._rc.tables  # the H100 tables as this GPU reads them (transfer.py)
         self.peak = self.hardware.peak_flops(m.weight_bytes_per_param)
         self.attn_peak = self.hardware.bf16_flops
@@ -141,6 +148,28 @@ class StepFeatures:
             self._gemm_cache[key] = out
         return out
 
+    def _variant_phi(self, plan: StepPlan, tokens: int, seqs: int, g_mem: float, g_comp: float) -> list[float]:
+        """φ(plan) for MLA or sliding-window attention (latency/attention.py formulas; no memo fast path)."""
+        m, tp, bw = self.model, self.tp, self.bw
+        pre = 0.0
+        for n, p in zip(plan.prefill_new, plan.prefill_ctx):
+            f, kvb = attn.prefill_attention(m, tp, n, p)
+            eff = self.tables.prefill.efficiency(p + n, m.num_heads, m.num_kv_heads, m.head_dim, exact=True)
+            pre += max(f / (self.attn_peak * eff), kvb / bw)
+        dec = 0.0
+        if plan.decode_ctx:
+            df = db = 0.0
+            for c in plan.decode_ctx:
+                f, b = attn.decode_attention(m, tp, c)
+                df, db = df + f, db + b
+            dec = db / bw
+            if m.is_mla:
+                # MLA decode can be compute-bound (weight absorption): θ_decode · φ = max(θ_decode · bytes / BW, compute s),
+                # the compute side unfitted physics at FlashMLA's achieved efficiency (latency/attention.py).
+                dec = max(dec, attn.mla_decode_compute_s(df, self.attn_peak) / self.decode_theta)
+        return [g_mem, g_comp, pre, dec, self._act_per_token * tokens, self._ar_per_token * tokens, self._ar_ops,
+                self.layers, 1.0, float(seqs), 1.0 if plan.prefill_new else 0.0]
+
     def __call__(self, plan: StepPlan) -> list[float]:
         """φ(plan) in FEATURES order."""
         # Called once per engine step: memo lookups and precomputed constants, same arithmetic (bit-identical).
@@ -156,6 +185,8 @@ class StepFeatures:
             m_gemm = tokens
         hit = self._gemm_cache.get(m_gemm * 4096 + seqs)
         g_mem, g_comp = hit if hit is not None else self.gemm(m_gemm, seqs)
+        if self._variant:
+            return self._variant_phi(plan, tokens, seqs, g_mem, g_comp)
         pre = 0.0
         if new:
             m = self.model

@@ -54,10 +54,14 @@ class Calibration:
         mem, comp = self.theta.get("gemm_memory_s", 0.0), self.theta.get("gemm_compute_s", 0.0)
         return comp / mem if mem > 0 and comp > 0 else REFERENCE_BW_EFFICIENCY
 
-    def model(self, model: ModelSpec, hardware: Hardware, tp: int) -> CalibratedModel:
-        """The calibrated step-time model for this model, GPU and TP degree."""
+    def model(self, model: ModelSpec, hardware: Hardware, tp: int, *, expert_parallel: int = 1,
+              data_parallel: int = 1) -> CalibratedModel:
+        """The calibrated step-time model for this model, GPU and TP degree (and EP size, DP ranks)."""
+        dec = self.theta.get("attention_decode_s", 0.0)
         feats = StepFeatures(model, hardware, tp, layers_over_tp=self.layers_over_tp, pad_cuda_graphs=self.pad_cuda_graphs,
-                             compute_bound_at=self.compute_bound_at())
+                             compute_bound_at=self.compute_bound_at(),
+                             decode_theta=dec if dec > 0 else 1.0 / REFERENCE_BW_EFFICIENCY,
+                             expert_parallel=expert_parallel, data_parallel=data_parallel)
         lm = CalibratedModel(feats, self.vector(), name=f"calibrated:{self.name}")
         from servesim.latency.plan import StepPlan
 

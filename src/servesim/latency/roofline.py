@@ -23,6 +23,7 @@ import numpy as np
 
 from servesim.config.hardware import Hardware
 from servesim.config.model import Gemm, ModelSpec
+from servesim.latency import attention as attn
 from servesim.latency.kernels import ATTN_TABLE_PEAK_FLOPS, GEMM_TABLE_PEAK_FLOPS, DecodeAttentionTable, KernelTables
 from servesim.latency.overhead import Overhead, make_overhead
 from servesim.latency.plan import Component, StepPlan, StepTime
@@ -350,11 +351,15 @@ class RooflineCorrected:
     allreduce_latency_s: float = ALLREDUCE_LATENCY_S
     include_lm_head: bool = True
     include_tp_comm: bool = True
+    expert_parallel: int = 1  # EP size: 1 = experts TP-sharded (vLLM default); else TP × DP ranks hold E / EP experts each
+    data_parallel: int = 1  # DP ranks whose tokens meet in the experts under EP (1 here; see latency/parallel.py)
     name: str = "roofline-v2-corrected"
 
     def __post_init__(self) -> None:
         self.model.check_tp(self.tp)
         m = self.model
+        if self.expert_parallel not in (1, self.tp * self.data_parallel):
+            raise ValueError(f"expert_parallel={self.expert_parallel}: must be 1 or TP × DP = {self.tp * self.data_parallel}")
         self.peak = self.hardware.peak_flops(m.weight_bytes_per_param)  # FP8 path for 1-byte weights
         # The H100 tables as this GPU reads them (transfer.py): the same bits on an H100.
         self.tables: KernelTables | TransferredTables
@@ -381,6 +386,18 @@ class RooflineCorrected:
         self._prefill_eff: dict[int, float] = {}
         self._lm_s: dict[int, float] = {}
         self._kv_integral = float(self.kv_token_gpu).is_integer()
+        self._variant = attn.is_variant(m)
+
+    def _variant_decode_s(self, ctx: tuple[int, ...], flops: float) -> float:
+        """Decode attention compute-side seconds for MLA or sliding-window layers (one GPU, all layers)."""
+        m = self.model
+        if m.is_mla:
+            # Weight-absorbed MLA decode has ~2·heads/TP FLOP per cached byte per layer (DeepSeek-V3 at TP1: ~240,
+            # near the H100 ridge), so its compute side is costed on its own; the memory side is the caller's max().
+            return attn.mla_decode_compute_s(flops, self.attn_peak)
+        # Standard heads with windowed layers: the measured kernel at the layer-averaged attended context.
+        L = m.num_layers
+        return self._decode_attention_s(tuple(max(0, -(-attn.layer_keys(m, c + 1) // L) - 1) for c in ctx))
 
     def _sharded(self, g: Gemm) -> tuple[int, int]:
         """Megatron TP: row-parallel layers (o, down) split K; the others split N."""
@@ -392,6 +409,8 @@ class RooflineCorrected:
     def _gemm(self, g: Gemm, m_tokens: int) -> tuple[float, float, float, float]:
         """(seconds, FLOPs, weight bytes, compute-only seconds) of one layer's GEMM of this shape on one GPU."""
         b = self.model.weight_bytes_per_param
+        if g.experts > 1 and self.expert_parallel > 1:
+            return self._ep_gemm(g, m_tokens)
         k, n = self._sharded(g)
         if g.experts > 1:
             # Tokens spread evenly over experts; expected number of distinct experts touched by M·k picks.
@@ -406,6 +425,22 @@ class RooflineCorrected:
             flops = 2.0 * m_tokens * k * n
             wbytes = k * n * b
         # Table efficiency is a fraction of the kernel dtype's peak; it is applied to this model's dtype peak.
+        compute = flops / (self.peak * eff)
+        return max(compute, wbytes / self.bw), flops, wbytes, compute
+
+    def _ep_gemm(self, g: Gemm, m_tokens: int) -> tuple[float, float, float, float]:
+        """_gemm for an expert GEMM under expert parallelism: whole (unsharded) experts, E / EP per rank."""
+        b, ep = self.model.weight_bytes_per_param, self.expert_parallel
+        # vLLM determine_expert_map: E // EP experts per rank, one more on the first E % EP ranks (the busiest rank).
+        local = -(-g.experts // ep)
+        # Uniform routing assumption: each of the tokens × DP × top_k picks lands on any expert with probability 1 / E.
+        picks = m_tokens * self.data_parallel * g.active
+        local_picks = picks * local / g.experts
+        touched = local * (1.0 - (1.0 - 1.0 / g.experts) ** picks)
+        per_expert = local_picks / max(touched, 1e-9)
+        eff = self.tables.gemm.efficiency(per_expert, g.k, g.n, exact=True)
+        flops = 2.0 * local_picks * g.k * g.n
+        wbytes = touched * g.k * g.n * b
         compute = flops / (self.peak * eff)
         return max(compute, wbytes / self.bw), flops, wbytes, compute
 
@@ -435,18 +470,27 @@ class RooflineCorrected:
         # Prefill attention: exact causal FLOPs of a chunk of n new tokens over p prior ones.
         pf = pb = pc = 0.0
         for n, p in zip(plan.prefill_new, plan.prefill_ctx):
-            f = 4.0 * heads * m.head_dim * (n * p + n * (n + 1) / 2.0) * L
+            if self._variant:  # MLA / sliding-window layers (latency/attention.py)
+                f, kvb = attn.prefill_attention(m, tp, n, p)
+            else:
+                f, kvb = 4.0 * heads * m.head_dim * (n * p + n * (n + 1) / 2.0) * L, self.kv_token_gpu * (p + n)
             eff = self.tables.prefill.efficiency(p + n, m.num_heads, m.num_kv_heads, m.head_dim, exact=True)
-            pf, pc, pb = pf + f, pc + f / (self.attn_peak * eff), pb + self.kv_token_gpu * (p + n)
+            pf, pc, pb = pf + f, pc + f / (self.attn_peak * eff), pb + kvb
         if plan.prefill_new:
             ps = max(pc, pb / self.bw)
             comps.append(Component("attention.prefill", pf, pb, pc, pb / self.bw, ps, "compute" if pc >= pb / self.bw else "memory"))
         # Decode attention: one paged-attention kernel over the batch, as marginal per-request latencies.
         D = len(plan.decode_ctx)
         df = db = 0.0
-        for c in plan.decode_ctx:
-            df, db = df + 4.0 * heads * m.head_dim * c * L, db + self.kv_token_gpu * (c + 1)
-        dc = self._decode_attention_s(plan.decode_ctx) if D else 0.0
+        if self._variant:
+            for c in plan.decode_ctx:
+                f, b = attn.decode_attention(m, tp, c)
+                df, db = df + f, db + b
+            dc = self._variant_decode_s(plan.decode_ctx, df) if D else 0.0
+        else:
+            for c in plan.decode_ctx:
+                df, db = df + 4.0 * heads * m.head_dim * c * L, db + self.kv_token_gpu * (c + 1)
+            dc = self._decode_attention_s(plan.decode_ctx) if D else 0.0
         if D:
             ds = max(dc, db / self.bw)
             comps.append(Component("attention.decode", df, db, dc, db / self.bw, ds, "compute" if dc >= db / self.bw else "memory"))
@@ -476,6 +520,8 @@ class RooflineCorrected:
         seqs = len(new) + D
         if seqs == 0:
             return 0.0
+        if self._variant:
+            return self.explain(plan).seconds  # MLA / sliding windows: no fast path (same bits by construction)
         tokens = sum(new) + D
         m, L, tp = self.model, self.model.num_layers, self.tp
         gpu = self.gemms(tokens)[0]
