@@ -103,3 +103,14 @@ def queue_growing(arrival_s: Sequence[float], ttft_ms: Sequence[float | None], *
     early = float(np.mean([t for _, t in pairs[:q]]))
     late = float(np.mean([t for _, t in pairs[-q:]]))
     return late > 1000.0 and late > 3.0 * early
+
+
+# Bound for aggregate-only runs (no per-request data): TTFT >= 0, so the mean of the last quarter of n
+# requests is at most n/floor(n/4) <= 4.1 times the whole-run mean (n >= 41); queue_growing's "> 1 s" arm
+# is therefore impossible when 4.1 x mean TTFT <= 1 s. The failed-requests arm cannot be checked (no counts).
+QUARTER_BOUND = 4.1
+
+
+def aggregate_saturation_possible(ttft_mean_ms: float | None) -> bool:
+    """True unless the whole-run mean TTFT (ms) alone rules out queue_growing's criterion (see QUARTER_BOUND)."""
+    return ttft_mean_ms is None or QUARTER_BOUND * ttft_mean_ms > 1000.0
