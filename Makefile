@@ -26,7 +26,7 @@ clean:
 # Refit the shipped calibration (leave-one-model-out CV on every bundled suite) and regenerate docs/ACCURACY.md.
 accuracy: $(VENV)/.installed
 	mkdir -p docs/accuracy
-	$(BIN)/servesim calibrate --suite seed13 --suite inference-perf-h100 --suite guidellm-h100 \
+	$(BIN)/servesim calibrate --suite seed13 --suite inference-perf-h100 --suite guidellm-h100 --suite inference-perf-trainval \
 	    --cv leave-one-model-out --iterations 6 --workers 2 \
 	    --output src/servesim/data/calibration/default.json --report docs/accuracy/calibration_report.json
 	$(BIN)/python scripts/accuracy_report.py

@@ -593,6 +593,8 @@ def _h100_length_check(root: Path) -> tuple[dict[tuple[int, int, int], dict[str,
     import statistics
 
     suite = root / "inference-perf-h100"
+    if not suite.is_dir():  # building into another folder: read the bundled sibling suite
+        suite = SUITES / "inference-perf-h100"
     per: dict[tuple[int, int, int], dict[str, Any]] = {}
     facts: dict[str, Any] = {"runs": 0, "requests": 0, "cycles": [], "groups": set(), "cvs": [], "short": [0, 0]}
     for exp in sorted(p for p in suite.iterdir() if (p / "experiment.yaml").is_file()):
