@@ -12,7 +12,7 @@ YAML shape (every key optional unless noted; unknown keys are refused, naming th
     trace: {path: trace.csv, format: auto, sort: false, errors: skip}   # or just the path
     inference_perf:             # an inference-perf run: its prompt list sent cyclically, load stages
       shared_prefix: {num_groups: 10, num_prompts_per_group: 10, system_prompt_len: 100, question_len: 447,
-                      output_len: 248, extra_input_tokens: {kind: gaussian, mean: 27, stdev: 6, min: 1, max: 60}}
+                      output_len: 248, extra_input_tokens: {kind: gaussian, mean: 27.87, stdev: 6.49, min: 12, max: 45}}
       stages: [{rate: 8, duration: 600}, {rate: 20, duration: 600}]
       arrival: poisson          # or constant (exact 1/rate gaps)
     seed: 0
