@@ -148,3 +148,14 @@ def test_fitted_on_names_the_units_even_when_the_start_is_kept(tmp_path):
     start = replace(load_calibration("default"), name="fold", fitted_on=["some/other-run"])
     result = fit([(exp, exp.runs[0])], start=start, iterations=1)
     assert result.calibration.fitted_on == ["test-exp/r"] and result.calibration.name == "fit"
+
+
+def test_fit_window_keeps_the_stages_and_shortens_them(tmp_path):
+    from servesim.validation.crossval import window_run
+
+    (run,) = load_experiment(_exp(tmp_path)).runs
+    cut = window_run(run, 2.0)
+    assert [(s.rate, s.duration_s) for s in cut.workload_spec.inference_perf.stages] == [(2, 2.0), (4, 1.0)]
+    assert cut.aggregates == run.aggregates and cut.stage_names == run.stage_names
+    assert [r.arrival_s for r in _requests(cut.workload_spec)] == [0, 0.5, 1, 1.5, 2, 2.25, 2.5, 2.75]
+    assert window_run(run, 10.0) is run and window_run(run, None) is run

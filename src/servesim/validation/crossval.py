@@ -13,8 +13,22 @@ from servesim.validation.runner import ModelChoice, RunComparison, ValidationRep
 
 
 def window_run(run: MeasuredRun, seconds_per_stage: float | None) -> MeasuredRun:
-    """The run cut to the first `seconds_per_stage` of each load stage (open-loop runs only; for faster fits)."""
-    if seconds_per_stage is None or run.mode != "open" or run.measured is None or not run.requests:
+    """The run cut to the first `seconds_per_stage` of each load stage (open-loop runs only; for faster fits).
+
+    Per-request runs keep the measured requests of the window (exact). Generated inference-perf runs
+    (stage-aggregates) replay each stage for at most that long and keep the whole-stage measured aggregates
+    as targets: this assumes each stage's latencies are stationary (queues settle within seconds at these
+    loads), so the window's means estimate the stage's; scoring (crossval.evaluate) always replays in full."""
+    if seconds_per_stage is None or run.mode != "open":
+        return run
+    spec = run.workload_spec
+    if spec is not None and spec.inference_perf is not None:
+        ip = spec.inference_perf
+        stages = tuple(s.model_copy(update={"duration_s": min(s.duration_s, seconds_per_stage)}) for s in ip.stages)
+        if stages == ip.stages:
+            return run
+        return replace(run, workload_spec=spec.model_copy(update={"inference_perf": ip.model_copy(update={"stages": stages})}))
+    if run.measured is None or not run.requests:
         return run
     stage_start: dict[int, float] = {}
     for spec in run.requests:
