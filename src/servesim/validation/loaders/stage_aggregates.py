@@ -47,6 +47,13 @@ def read_stage_metrics(path: Path) -> dict[int, dict[str, float]]:
     return out
 
 
+def _stages(workload: Any) -> tuple[Any, ...]:
+    """The load stages of a generated open-loop workload (empty for a plain rate)."""
+    if workload.inference_perf is not None:
+        return tuple(workload.inference_perf.stages)
+    return tuple(workload.arrival.stages or ()) if workload.arrival is not None else ()
+
+
 def load_stage_aggregates(path: Path, spec: dict[str, Any], manifest: Path) -> list[MeasuredRun]:
     """One open-loop MeasuredRun: the CSV's aggregates (stage<k>_<metric>_ms keys) and the parsed workload."""
     from servesim.workload import parse_workload
@@ -58,10 +65,9 @@ def load_stage_aggregates(path: Path, spec: dict[str, Any], manifest: Path) -> l
         workload = parse_workload(spec["workload"], where=f"{manifest}: ground_truth.workload", base_dir=manifest.parent)
     except WorkloadError as exc:
         raise GroundTruthError(str(exc)) from None
-    stages = workload.inference_perf.stages if workload.inference_perf is not None else (
-        workload.arrival.stages if workload.arrival is not None and workload.arrival.stages else ())
     if workload.trace is not None or workload.arrival is not None and workload.arrival.closed_loop:
         raise fail(manifest, "ground_truth.workload", "must be a generated open-loop workload (no trace, no closed loop)")
+    stages = _stages(workload)
     metrics = read_stage_metrics(path)
     drop = spec.get("drop_metrics") or {}
     if not isinstance(drop, dict) or any(m not in METRICS or not isinstance(r, str) for m, r in drop.items()):
@@ -70,9 +76,10 @@ def load_stage_aggregates(path: Path, spec: dict[str, Any], manifest: Path) -> l
     metrics = {k: {m: v for m, v in vals.items() if m not in drop} for k, vals in metrics.items()}
     if -1 not in metrics:
         raise fail(path, "stage_index", "no whole-run rows (stage_index -1)")
+    n_stages = max(1, len(stages))  # a plain rate is one stage
     for k in metrics:
-        if k >= max(1, len(stages)):
-            raise fail(path, "stage_index", f"={k}: the workload has {len(stages)} load stage(s) (allowed: -1..{len(stages) - 1})")
+        if k >= n_stages:
+            raise fail(path, "stage_index", f"={k}: the workload has {n_stages} load stage(s) (allowed: -1..{n_stages - 1})")
     aggregates: dict[str, float] = {f"{m}_ms": v for m, v in metrics[-1].items()}
     for k, values in sorted(metrics.items()):
         if k >= 0 and len(stages) > 1:
