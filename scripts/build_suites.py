@@ -559,6 +559,9 @@ experiment.yaml under ground_truth.workload_profile.length_check):
   (gap CV {cv_lo:.2f}–{cv_hi:.2f} per stage; P(gap < 0.1 × mean) = {p_short:.3f} pooled, exponential 0.095): replayed as
   Poisson arrivals per stage (`arrival: poisson`), seed 42 (the replay config's), stage after stage. The
   sibling runs' stage 1 started 4–7 s after stage 0's end (the client waits for the drain): not modelled.
+* **What the replay generates** (ground_truth.workload_profile.generated_check per run): gap CV
+  {gen_cv_lo:.2f}–{gen_cv_hi:.2f} per stage, {gen_n_lo:+.1f} to {gen_n_hi:+.1f} % requests against the replay config's
+  num_requests, and extra input tokens of mean/sd within {gen_dev:.1f} tokens of the measured ones.
 
 ## Server facts and assumptions
 
@@ -634,6 +637,28 @@ def _h100_length_check(root: Path) -> tuple[dict[tuple[int, int, int], dict[str,
     return out, facts
 
 
+def _generated_check(workload: dict[str, Any], key: tuple[int, int, int]) -> dict[str, Any]:
+    """What the replayed workload generates (seed 42): per stage request count and gap CV, input extra stats."""
+    import statistics
+
+    from servesim.workload import build_source, parse_workload
+
+    src = build_source(parse_workload(workload))
+    reqs = []
+    while src.peek_arrival_s() is not None:
+        reqs.append(src.pop())
+    extra = [r.input_tokens - key[0] - key[1] for r in reqs]
+    out: dict[str, Any] = {"requests": len(reqs),
+                           "extra_input_tokens": {"mean": round(statistics.fmean(extra), 2),
+                                                  "stdev": round(statistics.pstdev(extra), 2)},
+                           "output_tokens": sorted({r.output_tokens for r in reqs}), "stages": []}
+    for k in sorted({r.stage for r in reqs}):
+        t = [r.arrival_s for r in reqs if r.stage == k]
+        gaps = [b - a for a, b in zip(t, t[1:])]
+        out["stages"].append({"requests": len(t), "gap_cv": round(statistics.pstdev(gaps) / statistics.fmean(gaps), 3)})
+    return out
+
+
 def build_trainval(shared: Path, root: Path = SUITES) -> None:
     src = shared / "data" / "groundtruth" / "inference-perf-trainval"
     checks, facts = _h100_length_check(root)
@@ -643,6 +668,7 @@ def build_trainval(shared: Path, root: Path = SUITES) -> None:
     out = fresh_dir(root / "inference-perf-trainval")
     implied_notes = []
     n_imp_ok = 0
+    gen_facts: dict[str, list[float]] = {"cv": [], "n": [], "dev": []}
     for exp_dir in sorted(p for p in src.iterdir() if (p / "replay_config.json").is_file()):
         cfg = json.loads((exp_dir / "replay_config.json").read_text())
         ip = cfg["workload"]["inference_perf"]
@@ -680,6 +706,10 @@ def build_trainval(shared: Path, root: Path = SUITES) -> None:
             },
             "seed": int(cfg["workload"]["seed"]),
         }
+        gen = _generated_check(workload, key)
+        gen_facts["cv"] += [st["gap_cv"] for st in gen["stages"]]
+        gen_facts["n"].append(100.0 * (gen["requests"] / int(cfg["workload"]["num_requests"]) - 1))
+        gen_facts["dev"] += [abs(gen["extra_input_tokens"]["mean"] - ex["mean"]), abs(gen["extra_input_tokens"]["stdev"] - ex["stdev"])]
         model = cfg[TV_HF_TO_BUNDLED].split("/")[-1]
         manifest = {
             "name": exp_dir.name,
@@ -706,6 +736,7 @@ def build_trainval(shared: Path, root: Path = SUITES) -> None:
                     "profile_shared_prefix": dict(sp),
                     "length_check": {"profile": f"system {key[0]} + question {key[1]}, output {key[2]}", **chk},
                     "implied_output_tokens": implied,
+                    "generated_check": gen,
                 },
                 "published": {"replay_config": {k: v for k, v in cfg.items() if k != "workload"},
                               "replay_workload": cfg["workload"]},
@@ -736,6 +767,8 @@ def build_trainval(shared: Path, root: Path = SUITES) -> None:
         period=period, cycle_min=100 * min(facts["cycles"]), cycle_max=100 * max(facts["cycles"]),
         extra_lo=min(ex_means), extra_hi=max(ex_means), frac_lo=min(fr), frac_hi=max(fr),
         cv_lo=min(facts["cvs"]), cv_hi=max(facts["cvs"]), p_short=facts["short"][0] / facts["short"][1], imp_ok="2 %", n_imp_ok=n_imp_ok,
+        gen_cv_lo=min(gen_facts["cv"]), gen_cv_hi=max(gen_facts["cv"]), gen_n_lo=min(gen_facts["n"]),
+        gen_n_hi=max(gen_facts["n"]), gen_dev=max(gen_facts["dev"]),
         imp_note=("the others: " + "; ".join(implied_notes)) if implied_notes else "all 12 agree"))
 
 
