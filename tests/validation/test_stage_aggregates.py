@@ -159,3 +159,6 @@ def test_fit_window_keeps_the_stages_and_shortens_them(tmp_path):
     assert cut.aggregates == run.aggregates and cut.stage_names == run.stage_names
     assert [r.arrival_s for r in _requests(cut.workload_spec)] == [0, 0.5, 1, 1.5, 2, 2.25, 2.5, 2.75]
     assert window_run(run, 10.0) is run and window_run(run, None) is run
+    # the window spans at least 10 measured E2E means: 118 ms -> 1.18 s, so a 0.5 s window becomes 1.18 s
+    short = window_run(run, 0.5)
+    assert [s.duration_s for s in short.workload_spec.inference_perf.stages] == [pytest.approx(1.18), 1.0]
