@@ -162,3 +162,13 @@ def test_fit_window_keeps_the_stages_and_shortens_them(tmp_path):
     # the window spans at least 10 measured E2E means: 118 ms -> 1.18 s, so a 0.5 s window becomes 1.18 s
     short = window_run(run, 0.5)
     assert [s.duration_s for s in short.workload_spec.inference_perf.stages] == [pytest.approx(1.18), 1.0]
+
+
+def test_calibrate_leaves_out_aggregate_runs_only_when_saturation_cannot_be_ruled_out(tmp_path):
+    from servesim.cli.calibrate import _measured_saturated
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    ok = load_experiment(_exp(tmp_path / "a"))  # mean TTFT 26 ms
+    slow = load_experiment(_exp(tmp_path / "b", CSV.replace("-1,ttft_mean,26.0", "-1,ttft_mean,300.0")))
+    assert _measured_saturated([ok]) == set() and _measured_saturated([slow]) == {"test-exp/r"}
