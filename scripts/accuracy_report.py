@@ -155,7 +155,7 @@ def headline_10_vs_5(head: ValidationReport, suites: dict[str, set[str]], fold_c
              "commit eee2a03, not recomputed): 5 folds over seed13 + inference-perf-h100 + guidellm-h100, each fitted on "
              "the other 4 models' runs.", "",
              f"Fit settings differ: now {settings}; recorded 6 iterations, fit window 300 s (the 5-model settings "
-             "took too long with twice the folds and the new suite on 2 busy cores; see the wall time below). "
+             "took too long with twice the folds and the new suite on 2 busy cores; measured wall time in the Makefile). "
              "So the two headlines differ by the data AND by the fit settings; the scoring is the same (whole runs).", "",
              "| CV | tested on | TTFT | ITL | E2E |", "|---|---|---|---|---|",
              f"| **{len(models)}-model LOMO (now)** | all {sum(1 for c in head.runs if not c.saturated)} non-saturated runs | {fmt(head.mape())} |",
