@@ -8,6 +8,9 @@ Each suite folder is rebuilt from scratch. Suites:
   seed13               13 experiments, format aggregate (measured means + reconstructed workloads)
   inference-perf-h100  12 runs, format requests-csv (requests.csv.gz + profile + lifecycle metrics)
   guidellm-h100        the jan20 GuideLLM sweep, format guidellm (a compact subset of the results JSON)
+  inference-perf-trainval  12 runs, format stage-aggregates (measured per-stage aggregates + the
+                       inference-perf workload to generate); reads the bundled inference-perf-h100 suite
+                       for the length check, so build that first (the default order does)
 """
 
 from __future__ import annotations
@@ -511,10 +514,269 @@ def build_guidellm(shared: Path, root: Path = SUITES) -> None:
     (out / "README.md").write_text(GL_README.format(generated=GENERATED))
 
 
+# ------------------------------------------------------------------ inference-perf-trainval
+TV_README = """# inference-perf-trainval — 12 more real H100 runs on 6 models (measured per-stage aggregates only)
+
+{generated}
+
+Source: `shared/data/groundtruth/inference-perf-trainval/` — replay inputs from inference-sim/inference-sim
+`testdata/trained_physics_iter29.json` (@f90a1e3a) and measured values from
+inference-sim/sim-to-real-accuracy-validation `results_trainval/error_records.csv` (@8fb2a1bf); see its
+PROVENANCE.txt. Runs: Llama-4-Scout-17B-16E-Instruct FP8 TP2 (MoE, 4 runs), Llama-3.1-70B-Instruct TP4 (2),
+Mistral-Nemo-Instruct-2407 TP2 and TP1, Qwen2.5-7B-Instruct TP1 (2), Yi-34B TP2, Llama-2-7B TP1.
+
+Per experiment folder: `measured_stage_metrics.csv` (verbatim: stage_index, metric_name, actual_ms; stage
+-1 = whole run; TTFT mean/p90/p99, ITL mean, E2E mean/p90/p99) and `experiment.yaml` (format
+`stage-aggregates`: the workload to generate under ground_truth.workload, the published replay config under
+ground_truth.published.replay_config). No per-request data exists.
+
+## Workload (what is replayed, and the check behind it)
+
+The runs used the inference-perf `shared_prefix` profiles of the sibling suite `inference-perf-h100`
+(general-lite = general, codegen, roleplay, reasoning-lite = reasoning lengths at 1 req/s), whose
+per-request replays were checked ({n_check} runs, {n_check_req} requests; numbers per profile in each
+experiment.yaml under ground_truth.workload_profile.length_check):
+
+* **Prompt list.** Every sibling run's resolved config shows inference-perf ran num_groups {groups} ×
+  num_prompts_per_group {per_group} (its defaults: the profile's num_unique_system_prompts /
+  num_users_per_system_prompt / enable_multi_turn_chat were not applied) and the recorded inputs repeat with
+  period {period} in {cycle_min:.1f}–{cycle_max:.1f} % of pairs: the {period} prompts were sent in order,
+  cyclically, with no growing multi-turn history. Replayed the same way (`inference_perf.shared_prefix`,
+  servesim.workload.prompts.CycledPrompts): request k resends prompt k mod {period} whole.
+* **Input lengths.** Measured inputs are NOT system_prompt_len + question_len + ~9: they exceed it by
+  {extra_lo:.0f}–{extra_hi:.0f} tokens on average (≈ {frac_lo:.1f}–{frac_hi:.1f} % of it; sd 6–10 tokens per prompt),
+  the client re-tokenizing its generated text (Llama-2 tokenizer, the only one measured). Replayed: each of the
+  {period} prompts gets extra_input_tokens ~ Gaussian(that profile's measured mean, sd) clipped to its
+  measured [min, max]. Assumed: the other tokenizers (Llama-3/4, Mistral, Qwen, Yi) inflate alike (unchecked).
+* **Output lengths.** ignore_eos with max_tokens = output_len: every request is replayed with output_len
+  tokens. The measured aggregates agree: (E2E mean − TTFT mean)/ITL mean + 1, which equals N exactly when
+  every request has N tokens, gives the implied_output_tokens in each experiment.yaml (within {imp_ok}
+  of output_len for {n_imp_ok} of 12 runs; {imp_note}). Where it is off, the measured ITL was divided by the
+  client's re-tokenized output count (the sibling Llama-2-7B reasoning run recorded 1,101 tokens on average
+  for 1,448 generated): that run's ITL is not a like-for-like target and is dropped
+  (ground_truth.drop_metrics); its TTFT and E2E are timings and stay.
+* **Arrivals.** inference-perf's load type `constant` produced exponential gaps at each stage's rate
+  (gap CV {cv_lo:.2f}–{cv_hi:.2f} per stage; P(gap < 0.1 × mean) = {p_short:.3f} pooled, exponential 0.095): replayed as
+  Poisson arrivals per stage (`arrival: poisson`), seed 42 (the replay config's), stage after stage. The
+  sibling runs' stage 1 started 4–7 s after stage 0's end (the client waits for the drain): not modelled.
+* **What the replay generates** (ground_truth.workload_profile.generated_check per run): gap CV
+  {gen_cv_lo:.2f}–{gen_cv_hi:.2f} per stage, {gen_n_lo:+.1f} to {gen_n_hi:+.1f} % requests against the replay config's
+  num_requests, and extra input tokens of mean/sd within {gen_dev:.1f} tokens of the measured ones.
+
+## Server facts and assumptions
+
+From the replay config: model, TP, max_num_seqs, max_num_batched_tokens, GPU KV blocks (`num_gpu_blocks`,
+block size 16). Assumed (not recorded anywhere public):
+* vLLM version and flags: as the sibling inference-perf-h100 servers (same lab, harness and profiles): vLLM
+  0.15.1 with prefix caching and chunked prefill on (also vLLM V1's defaults since 0.8) and async scheduling
+  on (the default since 0.14).
+* max_model_len: left to the model (vLLM's default, max_position_embeddings); every request (≤ 1,118 +
+  1,448 tokens) fits under any value these servers could have run.
+* gpu_memory_utilization: irrelevant to the replay, which takes the KV block count from the config.
+* CPU KV offload: `cpu_kv_blocks` is recorded as engine.num_cpu_blocks, which servesim does NOT model yet
+  (the engine ignores the field). Offload only matters once GPU blocks run out; 17/20/21 had none.
+* Hardware: H100-SXM (the sibling servers').
+* Saturation: there are no per-request data, so the quarter rule of docs/VALIDATION.md cannot be applied to
+  the measured side. Its TTFT arm is ruled out when 4.1 × the whole-run mean TTFT ≤ 1 s (the last quarter's
+  mean cannot exceed ~4× the whole mean); all 12 runs pass (max mean TTFT 138 ms), so none is saturated on the
+  measured side. Failure counts are not published (the failed-requests arm is unchecked). The predicted side
+  uses the usual rule on the simulated requests.
+
+Data caveats (PROVENANCE.txt): three block counts disagree between the two BLIS files (the replay config
+follows trained_physics_iter29.json); the 3 Llama-2-7B runs whose full data is in inference-perf-h100 are not
+repeated here.
+"""
+
+TV_HF_TO_BUNDLED = "model_config_dir"  # replay_config key whose last path part is the bundled model name
+
+
+def _h100_length_check(root: Path) -> tuple[dict[tuple[int, int, int], dict[str, Any]], dict[str, Any]]:
+    """Per profile (system_prompt_len, question_len, output_len), pooled over the bundled inference-perf-h100
+    runs: measured input − (system + question) stats, gap CV per stage, prompt cycle; plus suite-wide facts."""
+    import statistics
+
+    suite = root / "inference-perf-h100"
+    if not suite.is_dir():  # building into another folder: read the bundled sibling suite
+        suite = SUITES / "inference-perf-h100"
+    per: dict[tuple[int, int, int], dict[str, Any]] = {}
+    facts: dict[str, Any] = {"runs": 0, "requests": 0, "cycles": [], "groups": set(), "cvs": [], "short": [0, 0]}
+    for exp in sorted(p for p in suite.iterdir() if (p / "experiment.yaml").is_file()):
+        man = yaml.safe_load((exp / "experiment.yaml").read_text())
+        prof = man["ground_truth"]["workload_profile"]
+        sp = prof["shared_prefix"]
+        rsp = prof["resolved_shared_prefix"]
+        key = (int(sp["system_prompt_len"]), int(sp["question_len"]), int(sp["output_len"]))
+        with gzip.open(exp / "requests.csv.gz", "rt", newline="") as f:
+            rows = list(csv.DictReader(f))
+        ok = [r for r in rows if r.get("ok", "1") == "1" and not r.get("recorded_input_tokens")]
+        extra = [int(r["input_tokens"]) - key[0] - key[1] for r in ok]
+        entry = per.setdefault(key, {"extra": [], "runs": [], "gap_cv": []})
+        entry["extra"] += extra
+        entry["runs"].append(exp.name)
+        for stage in sorted({r.get("stage", "0") for r in rows}):
+            t = sorted(float(r["arrival_time_s"]) for r in rows if r.get("stage", "0") == stage)
+            gaps = [b - a for a, b in zip(t, t[1:])]
+            cv = statistics.pstdev(gaps) / statistics.fmean(gaps)
+            entry["gap_cv"].append(round(cv, 3))
+            facts["cvs"].append(cv)
+            mean_gap = statistics.fmean(gaps)
+            facts["short"][0] += sum(g < 0.1 * mean_gap for g in gaps)
+            facts["short"][1] += len(gaps)
+        facts["runs"] += 1
+        facts["requests"] += len(rows)
+        facts["cycles"].append(float(prof["prompt_cycle_match"]))
+        facts["groups"].add((int(rsp["num_groups"]), int(rsp["num_prompts_per_group"]), int(prof["prompt_cycle_period"])))
+    out = {}
+    for key, e in per.items():
+        x = e["extra"]
+        out[key] = {"sibling_runs": e["runs"], "requests": len(x),
+                    "extra_input_tokens": {"mean": round(statistics.fmean(x), 2), "stdev": round(statistics.pstdev(x), 2),
+                                           "min": min(x), "max": max(x)},
+                    "extra_fraction_of_system_plus_question": round(statistics.fmean(x) / (key[0] + key[1]), 4),
+                    "gap_cv_per_stage": e["gap_cv"]}
+    return out, facts
+
+
+def _generated_check(workload: dict[str, Any], key: tuple[int, int, int]) -> dict[str, Any]:
+    """What the replayed workload generates (seed 42): per stage request count and gap CV, input extra stats."""
+    import statistics
+
+    from servesim.workload import build_source, parse_workload
+
+    src = build_source(parse_workload(workload))
+    reqs = []
+    while src.peek_arrival_s() is not None:
+        reqs.append(src.pop())
+    extra = [r.input_tokens - key[0] - key[1] for r in reqs]
+    out: dict[str, Any] = {"requests": len(reqs),
+                           "extra_input_tokens": {"mean": round(statistics.fmean(extra), 2),
+                                                  "stdev": round(statistics.pstdev(extra), 2)},
+                           "output_tokens": sorted({r.output_tokens for r in reqs}), "stages": []}
+    for k in sorted({r.stage for r in reqs}):
+        t = [r.arrival_s for r in reqs if r.stage == k]
+        gaps = [b - a for a, b in zip(t, t[1:])]
+        out["stages"].append({"requests": len(t), "gap_cv": round(statistics.pstdev(gaps) / statistics.fmean(gaps), 3)})
+    return out
+
+
+def build_trainval(shared: Path, root: Path = SUITES) -> None:
+    src = shared / "data" / "groundtruth" / "inference-perf-trainval"
+    checks, facts = _h100_length_check(root)
+    if len(facts["groups"]) != 1:
+        raise SystemExit(f"inference-perf-h100: resolved prompt lists differ between runs: {sorted(facts['groups'])}")
+    groups, per_group, period = next(iter(facts["groups"]))
+    out = fresh_dir(root / "inference-perf-trainval")
+    implied_notes = []
+    n_imp_ok = 0
+    gen_facts: dict[str, list[float]] = {"cv": [], "n": [], "dev": []}
+    for exp_dir in sorted(p for p in src.iterdir() if (p / "replay_config.json").is_file()):
+        cfg = json.loads((exp_dir / "replay_config.json").read_text())
+        ip = cfg["workload"]["inference_perf"]
+        sp = ip["shared_prefix"]
+        key = (int(sp["system_prompt_len"]), int(sp["question_len"]), int(sp["output_len"]))
+        chk = checks[key]
+        ex = chk["extra_input_tokens"]
+        folder = out / exp_dir.name
+        folder.mkdir()
+        shutil.copyfile(exp_dir / "measured_stage_metrics.csv", folder / "measured_stage_metrics.csv")
+        with open(exp_dir / "measured_stage_metrics.csv", newline="") as f:
+            meas: dict[int, dict[str, float]] = {}
+            for r in csv.DictReader(f):
+                meas.setdefault(int(r["stage_index"]), {})[r["metric_name"]] = float(r["actual_ms"])
+        implied = {("all" if k == -1 else f"stage{k}"): round((m["e2e_mean"] - m["ttft_mean"]) / m["itl_mean"] + 1, 1)
+                   for k, m in sorted(meas.items())}
+        dev = max(abs(v - key[2]) / key[2] for v in implied.values())
+        drop: dict[str, str] = {}
+        if dev <= 0.02:
+            n_imp_ok += 1
+        else:
+            implied_notes.append(f"{exp_dir.name}: {implied['all']:.0f} for {key[2]}")
+            drop["itl_mean"] = (f"implied output tokens {implied['all']:.0f} != the {key[2]} sent (ignore_eos): the measured "
+                                "ITL divides by the client's re-tokenized count, not the tokens generated")
+        workload = {
+            "inference_perf": {
+                "shared_prefix": {
+                    "num_groups": groups, "num_prompts_per_group": per_group,
+                    "system_prompt_len": key[0], "question_len": key[1], "output_len": key[2],
+                    "extra_input_tokens": {"kind": "gaussian", "mean": ex["mean"], "stdev": ex["stdev"],
+                                           "min": ex["min"], "max": ex["max"]},
+                },
+                "stages": [{"rate": float(s["rate"]), "duration": float(s["duration"])} for s in ip["stages"]],
+                "arrival": "poisson",
+            },
+            "seed": int(cfg["workload"]["seed"]),
+        }
+        gen = _generated_check(workload, key)
+        gen_facts["cv"] += [st["gap_cv"] for st in gen["stages"]]
+        gen_facts["n"].append(100.0 * (gen["requests"] / int(cfg["workload"]["num_requests"]) - 1))
+        gen_facts["dev"] += [abs(gen["extra_input_tokens"]["mean"] - ex["mean"]), abs(gen["extra_input_tokens"]["stdev"] - ex["stdev"])]
+        model = cfg[TV_HF_TO_BUNDLED].split("/")[-1]
+        manifest = {
+            "name": exp_dir.name,
+            "model": model,
+            "hardware": "H100-SXM",
+            "tensor_parallel_size": int(cfg["tp"]),
+            "engine": {
+                "max_num_seqs": int(cfg["max_num_seqs"]),
+                "max_num_batched_tokens": int(cfg["max_num_batched_tokens"]),
+                "block_size": 16,
+                "num_gpu_blocks": int(cfg["total_kv_blocks"]),
+                "num_cpu_blocks": int(cfg["cpu_kv_blocks"]),
+                "enable_prefix_caching": True,
+                "enable_chunked_prefill": True,
+                "async_scheduling": True,
+            },
+            "ground_truth": {
+                "format": "stage-aggregates",
+                "path": "measured_stage_metrics.csv",
+                "run_name": exp_dir.name,
+                "workload": workload,
+                **({"drop_metrics": drop} if drop else {}),
+                "workload_profile": {
+                    "profile_shared_prefix": dict(sp),
+                    "length_check": {"profile": f"system {key[0]} + question {key[1]}, output {key[2]}", **chk},
+                    "implied_output_tokens": implied,
+                    "generated_check": gen,
+                },
+                "published": {"replay_config": {k: v for k, v in cfg.items() if k != "workload"},
+                              "replay_workload": cfg["workload"]},
+            },
+            "notes": (
+                f"inference-perf open-loop run {exp_dir.name} ({cfg['model']} TP{cfg['tp']}); stages "
+                + ", ".join(f"{s['rate']:g} rps x {s['duration']:g} s" for s in ip["stages"]) + ". "
+                f"Replayed as inference-perf sent it (see the suite README): {groups} x {per_group} prompts cycled, "
+                f"inputs system {key[0]} + question {key[1]} + extra ~ N({ex['mean']:g}, {ex['stdev']:g}) measured on the "
+                f"sibling runs of this profile, outputs {key[2]} (ignore_eos), Poisson arrivals per stage, seed 42. "
+                "Assumed: vLLM 0.15.1 defaults as the sibling servers (prefix caching, chunked prefill, async "
+                f"scheduling), max_model_len = the model's. CPU KV offload of {cfg['cpu_kv_blocks']} blocks recorded "
+                "(engine.num_cpu_blocks), not modelled."
+            ),
+            "source": {
+                "id": cfg["id"], "hf_model": cfg["model"],
+                "data": "inference-sim/inference-sim testdata (replay config) + inference-sim/sim-to-real-accuracy-"
+                        "validation results_trainval/error_records.csv (measurements) via "
+                        "shared/data/groundtruth/inference-perf-trainval",
+                "vllm_version": "assumed 0.15.1 (sibling servers)",
+            },
+        }
+        write_yaml(folder / "experiment.yaml", manifest, GENERATED)
+    fr = [c["extra_fraction_of_system_plus_question"] * 100 for c in checks.values()]
+    ex_means = [c["extra_input_tokens"]["mean"] for c in checks.values()]
+    (out / "README.md").write_text(TV_README.format(
+        generated=GENERATED, n_check=facts["runs"], n_check_req=facts["requests"], groups=groups, per_group=per_group,
+        period=period, cycle_min=100 * min(facts["cycles"]), cycle_max=100 * max(facts["cycles"]),
+        extra_lo=min(ex_means), extra_hi=max(ex_means), frac_lo=min(fr), frac_hi=max(fr),
+        cv_lo=min(facts["cvs"]), cv_hi=max(facts["cvs"]), p_short=facts["short"][0] / facts["short"][1], imp_ok="2 %", n_imp_ok=n_imp_ok,
+        gen_cv_lo=min(gen_facts["cv"]), gen_cv_hi=max(gen_facts["cv"]), gen_n_lo=min(gen_facts["n"]),
+        gen_n_hi=max(gen_facts["n"]), gen_dev=max(gen_facts["dev"]),
+        imp_note=("the others: " + "; ".join(implied_notes)) if implied_notes else "all 12 agree"))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("shared", nargs="?", default=str(REPO.parent / "shared"), help="the shared data folder")
-    ap.add_argument("--suite", action="append", choices=["seed13", "inference-perf-h100", "guidellm-h100"],
+    ap.add_argument("--suite", action="append",
+                    choices=["seed13", "inference-perf-h100", "guidellm-h100", "inference-perf-trainval"],
                     help="build only these suites (default: all)")
     ap.add_argument("--out", default=str(SUITES), help="where to write the suites (default: the package data)")
     ns = ap.parse_args(argv)
@@ -522,7 +784,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (shared / "data" / "groundtruth").is_dir():
         print(f"{shared}: no data/groundtruth folder (give the shared folder as the argument)", file=sys.stderr)
         return 2
-    builders = {"seed13": build_seed13, "inference-perf-h100": build_inference_perf, "guidellm-h100": build_guidellm}
+    builders = {"seed13": build_seed13, "inference-perf-h100": build_inference_perf, "guidellm-h100": build_guidellm,
+                "inference-perf-trainval": build_trainval}
     for suite in ns.suite or list(builders):
         builders[suite](shared, Path(ns.out))
         size = sum(p.stat().st_size for p in (Path(ns.out) / suite).rglob("*") if p.is_file())

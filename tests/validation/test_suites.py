@@ -34,7 +34,7 @@ def guidellm():
 
 
 def test_list_and_paths():
-    assert list_suites() == ["guidellm-h100", "inference-perf-h100", "seed13"]
+    assert list_suites() == ["guidellm-h100", "inference-perf-h100", "inference-perf-trainval", "seed13"]
     assert (suite_path("seed13") / "README.md").is_file()
     with pytest.raises(GroundTruthError, match="not a bundled suite.*seed13"):
         suite_path("nope")
@@ -111,11 +111,13 @@ def _build_module():
 
 @pytest.mark.skipif(not (SHARED / "data" / "groundtruth").is_dir(), reason="shared data folder not present")
 def test_rebuild_is_byte_identical(tmp_path):
-    """seed13 and guidellm-h100 rebuilt from shared/ equal the bundled files (deterministic, up to date)."""
+    """seed13, guidellm-h100 and inference-perf-trainval rebuilt from shared/ equal the bundled files
+    (deterministic, up to date; trainval's length check reads the bundled inference-perf-h100)."""
     out = tmp_path / "suites"
     subprocess.run([sys.executable, str(REPO / "scripts" / "build_suites.py"), str(SHARED), "--out", str(out),
-                    "--suite", "seed13", "--suite", "guidellm-h100"], check=True, capture_output=True)
-    for suite in ("seed13", "guidellm-h100"):
+                    "--suite", "seed13", "--suite", "guidellm-h100", "--suite", "inference-perf-trainval"],
+                   check=True, capture_output=True)
+    for suite in ("seed13", "guidellm-h100", "inference-perf-trainval"):
         built = sorted(p.relative_to(out / suite) for p in (out / suite).rglob("*") if p.is_file())
         bundled = sorted(p.relative_to(suite_path(suite)) for p in suite_path(suite).rglob("*") if p.is_file())
         assert built == bundled
@@ -143,3 +145,47 @@ def test_bundled_csv_matches_the_raw_replay_pair(inference_perf):
         if a.ttft_ms is not None:
             assert abs(a.ttft_ms - b.ttft_ms) <= 5e-4 and abs(a.itl_ms - b.itl_ms) <= 1e-5
         assert abs(a.e2e_ms - b.e2e_ms) <= 5e-4
+
+
+@pytest.fixture(scope="module")
+def trainval():
+    return load_suite("inference-perf-trainval")
+
+
+def test_trainval(trainval):
+    from servesim.workload import build_source
+
+    assert len(trainval) == 12
+    assert sorted({e.model for e in trainval}) == [
+        "llama-2-7b-hf", "llama-3.1-70b-instruct", "llama-4-scout-17b-16e-instruct-fp8-dynamic",
+        "mistral-nemo-instruct-2407", "qwen2.5-7b-instruct", "yi-34b"]
+    by = {e.name.split("-")[0]: e for e in trainval}
+    # replay config of id 60 (Llama-3.1-70B TP4): 8192 batched tokens, 30251 GPU / 6553 CPU blocks
+    e60 = by["60"]
+    assert (e60.tensor_parallel_size, e60.engine["max_num_batched_tokens"], e60.engine["num_gpu_blocks"],
+            e60.engine["num_cpu_blocks"]) == (4, 8192, 30251, 6553)
+    assert "num_cpu_blocks" not in e60.engine_kwargs()  # recorded, not modelled
+    assert by["17"].engine["num_cpu_blocks"] == 0
+    (run,) = e60.runs
+    assert run.mode == "open" and run.requests == () and run.measured is None
+    assert run.stage_names == ("stage0: 2.5 rps x 600 s", "stage1: 6 rps x 600 s")
+    assert run.aggregates["ttft_mean_ms"] == pytest.approx(53.699620385088174)
+    assert run.aggregates["stage1_e2e_p99_ms"] > run.aggregates["stage1_e2e_mean_ms"]
+    ip = run.workload_spec.inference_perf
+    assert (ip.shared_prefix.num_groups, ip.shared_prefix.num_prompts_per_group) == (10, 10)
+    assert (ip.shared_prefix.system_prompt_len, ip.shared_prefix.question_len, ip.shared_prefix.output_len) == (100, 447, 248)
+    # 67 (Llama-2-7B reasoning-lite): implied output tokens 1120 for 1448 sent -> its ITL is dropped
+    assert "itl_mean_ms" not in by["67"].runs[0].aggregates and "itl_mean" in by["67"].runs[0].notes["dropped_metrics"]
+    assert all("itl_mean_ms" in e.runs[0].aggregates for k, e in by.items() if k != "67")
+    # single-stage runs carry whole-run aggregates only
+    assert by["21"].runs[0].stage_names == (by["21"].runs[0].name,)
+    # the generated workload: 2.5 rps x 600 s + 6 rps x 600 s -> about 5100 requests (the replay config's count)
+    src = build_source(run.workload_spec)
+    reqs = []
+    while src.peek_arrival_s() is not None:
+        reqs.append(src.pop())
+    assert abs(len(reqs) - 5100) < 5 * math.sqrt(5100)
+    assert {r.output_tokens for r in reqs} == {248}
+    assert all(r.input_tokens > 547 and r.prefix_tokens == r.input_tokens for r in reqs)
+    assert [r.prefix_group for r in reqs[:3]] == ["prompt-0", "prompt-1", "prompt-2"]
+    assert reqs[100].input_tokens == reqs[0].input_tokens and reqs[100].prefix_group == "prompt-0"

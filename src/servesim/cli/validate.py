@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
     @app.command("validate")
     def validate_cmd(
         paths: Optional[list[Path]] = typer.Argument(None, help="Experiment folders (or experiment.yaml files)."),
-        suite: Optional[list[str]] = typer.Option(None, "--suite", help="Bundled suite: seed13, inference-perf-h100, guidellm-h100."),
+        suite: Optional[list[str]] = typer.Option(None, "--suite", help="Bundled suite: seed13, inference-perf-h100, guidellm-h100, inference-perf-trainval."),
         latency_model: str = LatencyModelOpt,
         overhead: str = OverheadOpt,
         calibration: Optional[Path] = typer.Option(None, "--calibration", help="Calibration JSON from `servesim calibrate` (or 'default')."),

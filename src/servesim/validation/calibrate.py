@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -168,16 +168,20 @@ def linear_forms(exp: Experiment, run: MeasuredRun, result: RunResult, rec: Reco
             if dec and itl:
                 forms.rows.append((f"itl_mean{stage}", np.mean([d[0] for d in dec], axis=0), float(np.mean([d[1] for d in dec])), float(np.mean(itl)) / 1e3))
         else:
-            agg = run.measured_means()
+            agg = run.measured_means(None if not stage else int(stage.removeprefix("@stage")))
             if "ttft_mean_ms" in agg:
-                forms.rows.append(("ttft_mean", ttft_a, ttft_c, agg["ttft_mean_ms"] / 1e3))
+                forms.rows.append((f"ttft_mean{stage}", ttft_a, ttft_c, agg["ttft_mean_ms"] / 1e3))
             if "e2e_mean_ms" in agg:
-                forms.rows.append(("e2e_mean", e2e_a, e2e_c, agg["e2e_mean_ms"] / 1e3))
+                forms.rows.append((f"e2e_mean{stage}", e2e_a, e2e_c, agg["e2e_mean_ms"] / 1e3))
+            if dec and "itl_mean_ms" in agg:
+                forms.rows.append((f"itl_mean{stage}", np.mean([d[0] for d in dec], axis=0), float(np.mean([d[1] for d in dec])), agg["itl_mean_ms"] / 1e3))
 
     unit_rows(per_req, "")
-    if run.measured is not None and len(run.stage_names) > 1:
+    if len(run.stage_names) > 1:
+        sim_stage = {r.id: r.stage for r in result.records}
         for i in range(len(run.stage_names)):
-            sel = [p for p in per_req if stage_of.get(p[0]) == i]
+            # Measured runs: the measured request's stage; aggregate runs: the simulated request's own stage.
+            sel = [p for p in per_req if (stage_of.get(p[0]) if run.measured is not None else sim_stage.get(p[0])) == i]
             if sel:
                 unit_rows(sel, f"@stage{i}")
     return forms
@@ -278,6 +282,9 @@ def _fit_from(units: list[tuple[Experiment, MeasuredRun]], start: Calibration, i
         if on_iteration is not None:
             on_iteration(it, cal)
     best_score, cal, forms, x = best
+    # The kept iterate may be the start itself (no step improved it): it was still selected on these units,
+    # so it carries their names (a fold's calibration used as a start otherwise kept the fold's list).
+    cal = replace(cal, name=name, fitted_on=fitted_on)
     train = {f.unit: {m: (float(a @ x) + c - t) / t * 100.0 for m, a, c, t in f.rows} for f in forms}
     return best_score, FitResult(cal, train, history)
 

@@ -109,3 +109,15 @@ def queue_growing(arrival_s: Sequence[float], ttft_ms: Sequence[float | None], *
     edges = np.linspace(0, n, TREND_GROUPS + 1).round().astype(int)
     groups = [float(np.mean([t for _, t in pairs[a:b]])) for a, b in zip(edges[:-1], edges[1:]) if b > a]
     return quarter_rule(early, late) or trend_rule(groups)[0]
+
+
+# Bound for aggregate-only runs (no per-request data): TTFT >= 0, so the mean of the last quarter of n
+# requests is at most n/floor(n/4) <= 4.1 times the whole-run mean (n >= 41); queue_growing's quarter-means
+# arm is therefore impossible when 4.1 x mean TTFT <= 1 s. The trend arm (it needs the TTFT of each arrival
+# group) and the failed-requests arm (it needs counts) cannot be checked from aggregates: not ruled out, not used.
+QUARTER_BOUND = 4.1
+
+
+def aggregate_saturation_possible(ttft_mean_ms: float | None) -> bool:
+    """True unless the whole-run mean TTFT (ms) alone rules out queue_growing's criterion (see QUARTER_BOUND)."""
+    return ttft_mean_ms is None or QUARTER_BOUND * ttft_mean_ms > 1000.0

@@ -13,7 +13,7 @@ engine:                               # vLLM engine args under vLLM's names
   enable_prefix_caching: true
   max_model_len: 4096
 ground_truth:
-  format: inference-perf-replay       # guidellm | inference-perf-replay | requests-csv | aggregate
+  format: inference-perf-replay       # guidellm | inference-perf-replay | requests-csv | aggregate | stage-aggregates
   path: replay/xxx.json               # relative to experiment.yaml; format-specific keys allowed
 notes: free text or mapping           # optional
 source: free text or mapping          # optional
@@ -32,7 +32,7 @@ from servesim.errors import GroundTruthError
 from servesim.validation._io import fail, read_yaml, resolve_existing, short
 from servesim.validation.measured import Experiment
 
-FORMATS = ("guidellm", "inference-perf-replay", "requests-csv", "aggregate")
+FORMATS = ("guidellm", "inference-perf-replay", "requests-csv", "aggregate", "stage-aggregates")
 MANIFEST_NAME = "experiment.yaml"
 
 
@@ -51,6 +51,7 @@ class EngineArgs(BaseModel):
     gpu_memory_utilization: float | None = Field(None, gt=0.0, le=1.0)
     long_prefill_token_threshold: int | None = Field(None, ge=0)
     async_scheduling: bool | None = None  # vLLM --async-scheduling (default on since vLLM 0.14)
+    num_cpu_blocks: int | None = Field(None, ge=0)  # CPU KV-offload blocks: recorded, NOT modelled (the engine ignores it)
 
 
 class GroundTruthSpec(BaseModel):
@@ -58,7 +59,7 @@ class GroundTruthSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    format: Literal["guidellm", "inference-perf-replay", "requests-csv", "aggregate"]
+    format: Literal["guidellm", "inference-perf-replay", "requests-csv", "aggregate", "stage-aggregates"]
     path: str = Field(min_length=1)
 
 

@@ -85,7 +85,8 @@ class MeasuredRun:
     mode "open": requests arrive at `arrival_s` whatever the server does. mode "closed": `concurrency`
     clients each send their next request as soon as their previous one finishes, in `requests` order
     (`arrival_s` then holds the measured send time, for reference). `requests` is empty and
-    `measured` None when only aggregates exist; `workload` then describes what to generate.
+    `measured` None when only aggregates exist; `workload` (flat GuideLLM-style keys) or
+    `workload_spec` (a full WorkloadSpec, e.g. an inference-perf run with stages) then says what to generate.
     """
 
     name: str
@@ -97,6 +98,7 @@ class MeasuredRun:
     aggregates: dict[str, float] = field(default_factory=dict)
     workload: dict[str, Any] | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    workload_spec: Any = None  # a servesim.workload.WorkloadSpec to replay (stage-aggregates runs), else None
 
     def ok_requests(self, stage: int | None = None) -> list[MeasuredRequest]:
         """Measured requests that succeeded (optionally of one stage): the ones metrics are computed on."""
@@ -156,6 +158,7 @@ class Experiment:
     def engine_kwargs(self) -> dict[str, Any]:
         """Engine args in servesim.config.EngineConfig's names (vLLM's `num_gpu_blocks_override`) plus TP."""
         kwargs = dict(self.engine)
+        kwargs.pop("num_cpu_blocks", None)  # recorded only: servesim does not model vLLM's CPU KV offload yet
         if "num_gpu_blocks" in kwargs:
             kwargs["num_gpu_blocks_override"] = kwargs.pop("num_gpu_blocks")
         kwargs["tensor_parallel_size"] = self.tensor_parallel_size

@@ -16,7 +16,7 @@ import numpy as np
 from servesim.errors import WorkloadError
 from servesim.workload.distributions import MAX_LENGTH, LengthDistribution
 
-__all__ = ["PromptBatch", "PromptModel", "Prompts", "SharedPrefixPrompts", "prompt_stream"]
+__all__ = ["CycledPrompts", "PromptBatch", "PromptModel", "Prompts", "SharedPrefixPrompts", "prompt_stream"]
 
 SHARED_GROUP = "shared"  # prefix group of GuideLLM/BLIS `prefix_tokens` (one prefix for every request)
 
@@ -98,6 +98,45 @@ class SharedPrefixPrompts:
             [f"system-{g}" for g in groups],
             [self.system_prompt_len] * n,
         )
+
+
+class CycledPrompts:
+    """inference-perf `shared_prefix` data as its client sends it: a fixed list of prompts, in order, cyclically.
+
+    num_groups × num_prompts_per_group prompts (group-major); prompt p = its group's system prompt
+    (system_prompt_len) + a question (question_len) + `extra` tokens drawn once per prompt (the client's
+    tokenizer round trip, see docs/VALIDATION.md); request k sends prompt k mod P. Every request after
+    the first pass resends a whole earlier prompt, so its prefix group is the prompt ("prompt-<p>") and
+    its prefix is the whole prompt (the first pass shares only within a prompt, not the system prompt
+    across a group: P of thousands of requests).
+    """
+
+    def __init__(self, num_groups: int, num_prompts_per_group: int, system_prompt_len: int, question_len: int,
+                 output_len: int, extra: LengthDistribution | None = None) -> None:
+        self.num_groups = _count("shared_prefix.num_groups", num_groups, 1)
+        self.num_prompts_per_group = _count("shared_prefix.num_prompts_per_group", num_prompts_per_group, 1)
+        self.system_prompt_len = _count("shared_prefix.system_prompt_len", system_prompt_len, 1)
+        self.question_len = _count("shared_prefix.question_len", question_len, 1)
+        self.output_len = _count("shared_prefix.output_len", output_len, 1)
+        self.extra = extra
+        self._inputs: list[int] | None = None
+        self._next = 0
+
+    def prompt_inputs(self, rng: np.random.Generator) -> list[int]:
+        """Input tokens of each of the P prompts (drawn from rng on first use, then fixed)."""
+        if self._inputs is None:
+            n = self.num_groups * self.num_prompts_per_group
+            extra = self.extra.sample(rng, n).tolist() if self.extra is not None else [0] * n
+            self._inputs = [self.system_prompt_len + self.question_len + int(e) for e in extra]
+        return self._inputs
+
+    def sample(self, rng: np.random.Generator, n: int) -> PromptBatch:
+        """The next n requests' shapes (prompt k mod P for the k-th request of this model)."""
+        inputs = self.prompt_inputs(rng)
+        idx = [(self._next + i) % len(inputs) for i in range(n)]
+        self._next += n
+        return PromptBatch([inputs[p] for p in idx], [self.output_len] * n, [f"prompt-{p}" for p in idx],
+                           [inputs[p] for p in idx])
 
 
 def prompt_stream(

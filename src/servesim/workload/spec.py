@@ -10,6 +10,11 @@ YAML shape (every key optional unless noted; unknown keys are refused, naming th
                                              # | constant | poisson | gamma (cv) ; rate or stages
     num_requests: 500           # and/or duration_s
     trace: {path: trace.csv, format: auto, sort: false, errors: skip}   # or just the path
+    inference_perf:             # an inference-perf run: its prompt list sent cyclically, load stages
+      shared_prefix: {num_groups: 10, num_prompts_per_group: 10, system_prompt_len: 100, question_len: 447,
+                      output_len: 248, extra_input_tokens: {kind: gaussian, mean: 27.87, stdev: 6.49, min: 12, max: 45}}
+      stages: [{rate: 8, duration: 600}, {rate: 20, duration: 600}]
+      arrival: poisson          # or constant (exact 1/rate gaps)
     seed: 0
 
 A trace replaces lengths, prefixes and arrival (it may be cut by num_requests / duration_s).
@@ -31,12 +36,13 @@ from servesim.engine.request import RequestSource
 from servesim.errors import WorkloadError
 from servesim.workload import arrivals as arr
 from servesim.workload.distributions import MAX_LENGTH, LengthDistribution, length_distribution
-from servesim.workload.prompts import PromptModel, Prompts, SharedPrefixPrompts
+from servesim.workload.prompts import CycledPrompts, PromptModel, Prompts, SharedPrefixPrompts
 from servesim.workload.sources import ClosedLoopSource, ListSource, OpenLoopSource
 from servesim.workload.traces import read_trace
 
 __all__ = [
     "ArrivalSpec",
+    "InferencePerfSpec",
     "LengthSpec",
     "PRESETS",
     "SharedPrefixSpec",
@@ -207,6 +213,37 @@ class SharedPrefixSpec(_Strict):
     output_len: int = Field(ge=1, le=MAX_LENGTH)
 
 
+class InferencePerfSharedPrefix(_Strict):
+    """inference-perf `data.shared_prefix` under its own key names, plus the tokens its client adds per prompt."""
+
+    num_groups: int = Field(ge=1, le=MAX_LENGTH)
+    num_prompts_per_group: int = Field(ge=1, le=MAX_LENGTH)
+    system_prompt_len: int = Field(ge=1, le=MAX_LENGTH)
+    question_len: int = Field(ge=1, le=MAX_LENGTH)
+    output_len: int = Field(ge=1, le=MAX_LENGTH)
+    extra_input_tokens: LengthSpec | None = None  # per prompt, on top of system + question (None = 0)
+
+
+class InferencePerfSpec(_Strict):
+    """An inference-perf workload: shared_prefix data sent cyclically, at each load stage's rate for its duration."""
+
+    shared_prefix: InferencePerfSharedPrefix
+    stages: tuple[StageSpec, ...] = Field(min_length=1)
+    # Measured on the inference-perf-h100 runs: inference-perf's `constant` load gave exponential gaps (CV 1.00).
+    arrival: Literal["poisson", "constant"] = "poisson"
+
+    def arrival_spec(self) -> "ArrivalSpec":
+        """The equivalent staged open-loop ArrivalSpec."""
+        return ArrivalSpec(process=self.arrival, stages=self.stages)
+
+    def prompts(self) -> PromptModel:
+        """The cycled prompt list (see workload.prompts.CycledPrompts)."""
+        sp = self.shared_prefix
+        extra = sp.extra_input_tokens.build() if sp.extra_input_tokens is not None else None
+        return CycledPrompts(sp.num_groups, sp.num_prompts_per_group, sp.system_prompt_len, sp.question_len,
+                             sp.output_len, extra)
+
+
 class TraceSpec(_Strict):
     """A trace file to replay (CSV, JSONL or inference-perf replay JSON)."""
 
@@ -238,6 +275,7 @@ class WorkloadSpec(_Strict):
     num_requests: int | None = Field(None, ge=1, le=MAX_REQUESTS)
     duration_s: float | None = Field(None, gt=0)
     trace: TraceSpec | None = None
+    inference_perf: InferencePerfSpec | None = None
     seed: int = 0
 
     @field_validator("seed", mode="before")
@@ -251,6 +289,11 @@ class WorkloadSpec(_Strict):
     @model_validator(mode="after")
     def _check(self) -> "WorkloadSpec":
         given = self.model_fields_set
+        if self.inference_perf is not None:
+            for key in ("input_tokens", "output_tokens", "prefix_tokens", "shared_prefix", "arrival", "trace"):
+                if key in given:
+                    raise ValueError(f"{key} cannot be combined with inference_perf (it sets lengths and arrivals)")
+            return self
         if self.trace is not None:
             for key in ("input_tokens", "output_tokens", "prefix_tokens", "shared_prefix", "arrival"):
                 if key in given:
@@ -371,6 +414,8 @@ def load_workload(text: str | Path) -> WorkloadSpec:
 
 def build_prompts(spec: WorkloadSpec) -> PromptModel:
     """The prompt-shape model of a generated (non-trace) workload."""
+    if spec.inference_perf is not None:
+        return spec.inference_perf.prompts()
     if spec.shared_prefix is not None:
         return SharedPrefixPrompts(**spec.shared_prefix.model_dump())
     assert spec.input_tokens is not None and spec.output_tokens is not None
@@ -384,9 +429,10 @@ def build_source(spec: WorkloadSpec, seed: int | None = None) -> RequestSource:
         trace = read_trace(t.path, format=t.format, sort=t.sort, errors=t.errors, stage_durations_s=t.stage_durations_s)
         specs = [s for s in trace.specs if spec.duration_s is None or s.arrival_s < spec.duration_s]
         return ListSource(specs[: spec.num_requests], where=trace.path)
-    assert spec.arrival is not None
+    arrival = spec.inference_perf.arrival_spec() if spec.inference_perf is not None else spec.arrival
+    assert arrival is not None
     rng = np.random.default_rng(spec.seed if seed is None else seed)
-    process = spec.arrival.build()
+    process = arrival.build()
     kwargs = {"num_requests": spec.num_requests, "duration_s": spec.duration_s}
     if isinstance(process, arr.ClosedLoop):
         return ClosedLoopSource(process, build_prompts(spec), rng, **kwargs)

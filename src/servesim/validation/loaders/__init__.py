@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from servesim.validation.loaders import aggregate, guidellm, inference_perf, requests_csv
+from servesim.validation.loaders import aggregate, guidellm, inference_perf, requests_csv, stage_aggregates
 from servesim.validation.loaders.aggregate import load_aggregate
 from servesim.validation.loaders.guidellm import load_guidellm
 from servesim.validation.loaders.inference_perf import load_inference_perf_replay
@@ -23,6 +23,7 @@ LOADERS: dict[str, Loader] = {
     "inference-perf-replay": inference_perf.load,
     "requests-csv": requests_csv.load,
     "aggregate": aggregate.load,
+    "stage-aggregates": stage_aggregates.load,
 }
 
 __all__ = [
