@@ -44,6 +44,8 @@ class EngineCore:
         self.free = sched.kv.pool.free
         self.usable = sched.kv.pool.num_usable
         self.uid = 0  # run-unique request number (spec ids may repeat across closed-loop sources)
+        self.outside = 0  # remote requests created and not yet queued (awaiting blocks or KV)
+        self.reserved: dict[int, EngineRequest] = {}  # uid -> request holding blocks while its KV is in flight
         self.computed: dict[int, int] = {}  # tokens computed per request, when checking invariants
         self.steps = 0
         self.busy_s = 0.0
@@ -76,6 +78,39 @@ class EngineCore:
         self.uid += 1
         sched.add(req)
         return req
+
+    def new_remote(self, spec: RequestSpec) -> EngineRequest | None:
+        """A request whose prompt KV another instance computes (PD decode leg): created, not queued; None if rejected."""
+        sched = self.sched
+        reason = sched.reject_reason(spec)
+        rec = RequestRecord(
+            id=spec.id, arrival_s=spec.arrival_s, input_tokens=spec.input_tokens,
+            output_tokens=spec.output_tokens, stage=spec.stage, token_times_s=[] if self.tt else None,
+        )
+        if reason:
+            rec.rejected = True
+            rec.reject_reason = reason
+            self.rejected += 1
+            self.emit(spec, rec, spec.arrival_s)
+            return None
+        req = EngineRequest(spec, rec, self.bs, self.uid)
+        self.uid += 1
+        self.outside += 1
+        return req
+
+    def reserve(self, req: EngineRequest) -> bool:
+        """Allocate the blocks for req's whole prompt before its KV arrives (between steps only); False if short."""
+        if not self.sched.kv.allocate_slots(req, req.spec.input_tokens):
+            return False
+        self.reserved[req.uid] = req
+        return True
+
+    def receive(self, req: EngineRequest) -> None:
+        """req's prompt KV has arrived: queue it; its first step recomputes only the last prompt token."""
+        del self.reserved[req.uid]
+        self.outside -= 1
+        req.remote = req.spec.input_tokens
+        self.sched.add(req)
 
     def has_work(self) -> bool:
         """True while some request is waiting or running."""
@@ -131,7 +166,8 @@ class EngineCore:
             sched = self.sched
             finished = sched.update_from_output(out, now, self.tt)
             if self.check:
-                check_step(sched, out, steps, self._t0, now, in_engine=self.uid - self.completed - len(finished))
+                check_step(sched, out, steps, self._t0, now, reserved=self.reserved.values(),
+                           in_engine=self.uid - self.completed - len(finished) - self.outside)
                 computed = self.computed
                 for req, n in zip(out.scheduled, out.num_new):
                     computed[req.uid] = computed.get(req.uid, 0) + n
