@@ -189,6 +189,9 @@ def run_cluster(
                 return
         inst.idle = False
         dt = core.begin_step(t)
+        if dt < 0:  # stalled: every free block is promised to KV in flight; the next KV arrival wakes it
+            inst.idle = True
+            return
         inst.prev_start = t
         inst.busy = True
         push(t + dt, STEP_END, inst)
@@ -252,6 +255,8 @@ def run_cluster(
 def check_cluster(stats: ClusterStats, instances: list[Instance], pd: bool) -> None:
     """Raise InvariantError unless every request was routed once and finished or rejected once, and KV blocks
     sent equal blocks received."""
+    if stats.blocks_sent != stats.blocks_received:
+        raise InvariantError("kv_blocks_sent_received", 0, None, f"sent {stats.blocks_sent}, received {stats.blocks_received}")
     front = [x for x in instances if x.cfg.role != "decode"]
     if sum(x.routed for x in front) != stats.arrivals:
         raise InvariantError("routed_once", 0, None, f"{stats.arrivals} arrivals, {sum(x.routed for x in front)} routed")
@@ -261,5 +266,3 @@ def check_cluster(stats: ClusterStats, instances: list[Instance], pd: bool) -> N
         if s.completed + s.rejected != x.routed:
             raise InvariantError("instance_conservation", s.steps, None,
                                  f"instance {x.index}: routed {x.routed}, completed {s.completed} + rejected {s.rejected}")
-    if stats.blocks_sent != stats.blocks_received:
-        raise InvariantError("kv_blocks_sent_received", 0, None, f"sent {stats.blocks_sent}, received {stats.blocks_received}")

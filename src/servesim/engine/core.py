@@ -44,6 +44,7 @@ class EngineCore:
         self.free = sched.kv.pool.free
         self.usable = sched.kv.pool.num_usable
         self.uid = 0  # run-unique request number (spec ids may repeat across closed-loop sources)
+        self.outside_total = 0  # remote requests ever created (0: no PD decode leg, the check is skipped)
         self.outside = 0  # remote requests created and not yet queued (awaiting blocks or KV)
         self.reserved: dict[int, EngineRequest] = {}  # uid -> request holding blocks while its KV is in flight
         self.computed: dict[int, int] = {}  # tokens computed per request, when checking invariants
@@ -96,6 +97,7 @@ class EngineCore:
         req = EngineRequest(spec, rec, self.bs, self.uid)
         self.uid += 1
         self.outside += 1
+        self.outside_total += 1
         return req
 
     def reserve(self, req: EngineRequest) -> bool:
@@ -112,27 +114,53 @@ class EngineCore:
         req.remote = req.spec.input_tokens
         self.sched.add(req)
 
+    def _unblock_remote(self) -> bool:
+        # Nothing runs and the head of the queue (a preempted request) cannot get blocks while requests whose KV
+        # has arrived hold theirs: let those go first (they need no new block for their first step), or the
+        # engine would wait forever. Assumption (no vLLM counterpart modelled): arrived KV is never dropped.
+        w = self.sched.waiting
+        if w and not w[0].remote and any(r.remote for r in w):
+            ready = [r for r in w if r.remote]
+            rest = [r for r in w if not r.remote]
+            w.clear()
+            w.extend(ready + rest)
+            return True
+        return False
+
     def has_work(self) -> bool:
         """True while some request is waiting or running."""
         s = self.sched
         return bool(s.running or s.waiting)
 
     def begin_step(self, now: float) -> float:
-        """Schedule one step at clock `now` (s) and return its duration (s); end_step() must follow."""
+        """Schedule one step at clock `now` (s) and return its duration (s); end_step() must follow.
+
+        Returns -1.0 (no step) when nothing can run until KV in flight arrives (PD decode leg only)."""
         sched = self.sched
         skipper = self.skipper
         steps = self.steps
+        if self.outside_total and not sched.running:
+            self._unblock_remote()
         lazy = skipper.schedule(now, steps) if skipper is not None else None
         if lazy is not None:
             p_new, p_ctx, d_ctx = lazy
-            if not p_new and not d_ctx:
+            if not p_new and not d_ctx and self.outside_total and self._unblock_remote():
+                lazy = None  # every running request was preempted this step: retry exactly, arrived KV first
+            elif not p_new and not d_ctx:
+                if self.reserved:
+                    return -1.0
                 raise InvariantError("progress", steps + 1, sched.waiting[0].id if sched.waiting else None, "step scheduled nothing")
-            plan = StepPlan(tuple(p_new), tuple(p_ctx), d_ctx)
-            self._lazy = True
-        else:
+            else:
+                plan = StepPlan(tuple(p_new), tuple(p_ctx), d_ctx)
+                self._lazy = True
+        if lazy is None:
             if skipper is not None:
                 skipper.materialize(steps)
             out = sched.schedule(now)
+            if not out.scheduled and self.outside_total and self._unblock_remote():
+                out = sched.schedule(now)  # every running request was preempted this step: arrived KV first
+            if not out.scheduled and self.reserved:
+                return -1.0
             if not out.scheduled:
                 # Cannot happen for requests that passed reject_reason(); guard against a silent livelock.
                 raise InvariantError("progress", steps + 1, sched.waiting[0].id if sched.waiting else None, "step scheduled nothing")
