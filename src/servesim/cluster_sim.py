@@ -188,8 +188,12 @@ def simulate_cluster(
         extra["kv_transfer"] = {"link": link.to_dict(), "transfer_ms": _percentiles_ms(cs.transfers_s),  # type: ignore[union-attr]
                                 "prefill_ttft_ms": _percentiles_ms(cs.prefill_ttft_s),
                                 "blocks_sent": cs.blocks_sent, "blocks_received": cs.blocks_received}
+    d0 = described[0]
     config = {
         "servesim_version": __version__,
+        # The first pool's model/GPU/engine, for readers of single-engine outputs; every pool is under "cluster".
+        "model": d0["model"], "hardware": d0["hardware"], "tensor_parallel_size": d0["tensor_parallel_size"],
+        "engine": d0["engine"], "num_gpu_blocks": d0["num_gpu_blocks"], "latency_model": d0["latency_model"],
         "cluster": {"pools": described, "router": router.to_dict(), "kv_link": link.to_dict() if pd else None},  # type: ignore[union-attr]
         "gpus": sum(d["count"] * d["gpus_per_instance"] for d in described),
         "overhead": overhead, "calibration": cal.to_dict() if cal is not None else None,

@@ -169,22 +169,39 @@ class _PrefixIndex:
 
 
 class PrefixAware(Router):
-    """Longest prefix match from the router's index; ties (and no match) go to the fewest requests."""
+    """Cache-aware routing as SGLang's router does it (sgl-router CacheAwarePolicy, defaults below).
+
+    If the load (waiting + running) is imbalanced (max - min > 32 and max > 1.0001 x min), the least-loaded
+    instance; else, if some instance was sent more than half of this prompt as a shared prefix (router-side
+    index), the best match (ties: least loaded); else the least-loaded instance.
+    """
 
     needs_state = True
+    BALANCE_ABS, BALANCE_REL, CACHE_THRESHOLD = 32, 1.0001, 0.5
 
     def __init__(self, n: int, cfg: RouterConfig) -> None:
         super().__init__(n, cfg)
         self.index = _PrefixIndex(n)
+        self.imbalanced = 0  # decisions taken by the load fallback
 
     def pick(self, spec, state):  # type: ignore[no-untyped-def]
+        loads = [w + r for w, r, _ in state]
+        lo, hi = min(loads), max(loads)
         m = self.index.match
-        i = self._argmin([(-m(spec, i), w + r) for i, (w, r, _) in enumerate(state)])
+        if hi - lo > self.BALANCE_ABS and hi > lo * self.BALANCE_REL:
+            self.imbalanced += 1
+            i = self._argmin(loads)
+        else:
+            matches = [m(spec, j) for j in range(self.n)]
+            if max(matches) > self.CACHE_THRESHOLD * spec.input_tokens:
+                i = self._argmin([(-x, ld) for x, ld in zip(matches, loads)])
+            else:
+                i = self._argmin(loads)
         self.index.record(spec, i)
         return i
 
     def metrics(self) -> dict:
-        return super().metrics() | {"prefix_index_hits": self.index.hits}
+        return super().metrics() | {"prefix_index_hits": self.index.hits, "load_fallbacks": self.imbalanced}
 
 
 class Weighted(Router):
