@@ -7,38 +7,16 @@ servesim.cluster. `servesim.simulate(..., instances=N, router=...)` and `servesi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from servesim import __version__
 from servesim.cluster import KVLink, RouterConfig, link_preset, run_cluster
 from servesim.cluster.instance import InstanceConfig
+from servesim.cluster.spec import PoolSpec
 from servesim.config import Hardware, ModelSpec, load_hardware, load_model
 from servesim.errors import ConfigError
 from servesim.latency.factory import DEFAULT_LATENCY_MODEL, DEFAULT_OVERHEAD
 from servesim.metrics import Distribution, per_request, summarize
-
-
-@dataclass
-class PoolSpec:
-    """One pool of identical instances: count, role (both | prefill | decode), model, GPU, TP and engine args."""
-
-    name: str = "default"
-    count: int = 1
-    role: str = "both"
-    model: Any = "llama-2-7b-hf"
-    hardware: Any = "H100"
-    tp: int = 1
-    engine: dict[str, Any] | None = None
-    latency_model: Any = None  # None: the run's
-    hardware_config: str | Path | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
-            raise ConfigError(f"cluster pool {self.name!r}: count={self.count!r}: must be an integer >= 1")
-        if self.role not in ("both", "prefill", "decode"):
-            raise ConfigError(f"cluster pool {self.name!r}: role={self.role!r}: must be one of both, prefill, decode")
 
 
 def _percentiles_ms(values_s: list[float]) -> dict[str, Any]:
@@ -220,7 +198,7 @@ def cluster_from_args(model: Any, hardware: Any, tp: int, engine: Any, hardware_
         from servesim.cluster.spec import ClusterSpec, load_cluster_yaml
 
         cs = cluster if isinstance(cluster, ClusterSpec) else load_cluster_yaml(str(cluster))
-        return cs.pools(), cs.router_config(seed), cs.kv_link()
+        return cs.pools_list(), cs.router_config(seed), cs.link()
     instances = _count("--instances", instances, 1)
     dp = _count("--data-parallel-size", data_parallel_size, 1)
     p, d = _count("--prefill-instances", prefill_instances, 0), _count("--decode-instances", decode_instances, 0)
