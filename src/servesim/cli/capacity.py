@@ -18,6 +18,7 @@ from servesim.cli.common import (
     write_json_atomic,
 )
 
+CLUSTER_HELP = "Cluster (with --target-rate: simulate the cluster at that rate; docs/CLUSTER.md)"
 WORKLOAD_HELP = "Workload (the rate is what is searched; default: the 'chat' preset's lengths, Poisson arrivals)"
 
 
@@ -51,6 +52,10 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(1, "--workers", "-j", help="Configurations searched in parallel (local processes).", min=1),
         ray: bool = typer.Option(False, "--ray", help="Search configurations on Ray."),
         ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (implies --ray)."),
+        router: str = typer.Option("round-robin", "--router", help="With --target-rate: the router of the simulated cluster (servesim run --router).", rich_help_panel=CLUSTER_HELP),
+        pd: bool = typer.Option(False, "--pd", help="With --target-rate: search prefill/decode pool sizes (xPyD) instead of identical instances.", rich_help_panel=CLUSTER_HELP),
+        max_instances: int = typer.Option(16, "--max-instances", help="With --target-rate: largest cluster tried (instances).", rich_help_panel=CLUSTER_HELP),
+        gpu_hour_price: Optional[float] = typer.Option(None, "--gpu-hour-price", help="$ per GPU-hour (default: an indicative table for A100-80GB, H100-SXM, H200; docs/CLUSTER.md).", rich_help_panel=CLUSTER_HELP),
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the results (every probe included) as JSON."),
         json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     ) -> None:
@@ -79,6 +84,13 @@ def register(app: typer.Typer) -> None:
             configs.append((f"{m} · {hw} · TP{t}", {"model": m, "hardware": hw, "tp": t}, kw))
         results = run_capacity(configs, slos, rate_lo=rate_min, rate_hi=rate_max, rel_tol=tolerance, target_rate=target_rate,
                                workers=workers, use_ray=ray or ray_address is not None, ray_address=ray_address)
+        cluster = None
+        if target_rate is not None:
+            from servesim.sweep.cluster_capacity import run_cluster_capacity
+
+            cluster = run_cluster_capacity(configs, results, slos, target_rate=target_rate, router=router, pd=pd,
+                                           max_instances=max_instances, gpu_hour_price_usd=gpu_hour_price, workers=workers,
+                                           use_ray=ray or ray_address is not None, ray_address=ray_address)
         doc = {
             "slos": {s.name: s.limit_ms for s in slos},
             "search": {"rate_min": rate_min, "rate_max": rate_max, "tolerance": tolerance},
@@ -87,12 +99,16 @@ def register(app: typer.Typer) -> None:
             "assumption": "one simulation = one engine instance; instances = ceil(target_rate / max_rate) under ideal load balancing",
             "results": results,
         }
+        if cluster is not None:
+            doc["cluster"] = cluster
         if output is not None:
             write_json_atomic(output, doc)
         if json_out:
             echo_json(doc, indent=2)
             return
         _render(results, slos, target_rate)
+        if cluster is not None:
+            _render_cluster(cluster, slos)
 
 
 def _render(results, slos, target_rate) -> None:  # type: ignore[no-untyped-def]
@@ -120,3 +136,26 @@ def _render(results, slos, target_rate) -> None:  # type: ignore[no-untyped-def]
     console.print(table)
     if target_rate is not None:
         console.print("instances = ceil(target rate / max rate): independent engine instances behind an ideal load balancer.")
+
+
+def _render_cluster(cluster, slos) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    console = make_console()
+    c0 = cluster[0] if cluster else {}
+    table = Table(title=f"cluster at {c0.get('target_rate', 0):g} req/s, router {c0.get('router', '')} (simulated, not divided)")
+    for col in ("configuration", "ideal instances", "instances", "GPUs", "$/hour", "$/1M output tokens", "probes"):
+        table.add_column(col, justify="left" if col == "configuration" else "right")
+    for r in cluster:
+        if r.get("error"):
+            table.add_row(r["label"], f"[red]{r['error']}[/]", "", "", "", "", "")
+            continue
+        inst = "–" if r["instances"] is None else (f"{r['prefill']}P{r['decode']}D" if r.get("pd") else str(r["instances"]))
+        usd = r.get("usd_per_hour")
+        tok = r.get("usd_per_1m_output_tokens")
+        table.add_row(r["label"], "–" if r["ideal_instances"] is None else str(r["ideal_instances"]),
+                      inst if r["instances"] is not None else "none ≤ --max-instances",
+                      "–" if r["gpus"] is None else str(r["gpus"]), "–" if usd is None else f"{usd:,.2f}",
+                      "–" if tok is None else f"{tok:,.3f}", str(len(r["probes"])))
+    console.print(table)
+    console.print(f"prices: {c0.get('price_source', '')}; --gpu-hour-price sets your own.")
