@@ -210,6 +210,10 @@ def cluster_from_args(model: Any, hardware: Any, tp: int, engine: Any, hardware_
     common = {"model": model, "hardware": hardware, "tp": tp, "engine": eng, "hardware_config": hardware_config}
     if isinstance(router, RouterConfig):
         rcfg = router
+    elif isinstance(router, dict):  # {name, weights, staleness_s}, as a cluster spec's router (sweep files)
+        from servesim.cluster.spec import parse_cluster
+
+        rcfg = parse_cluster({"pools": [{"name": "x"}], "router": router}, where="router").router_config(seed)
     else:
         name = router if router is not None else ("vllm-dp" if dp > 1 else "round-robin")
         rcfg = RouterConfig(name=name, seed=0 if seed is None else seed)
