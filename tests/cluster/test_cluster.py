@@ -157,3 +157,19 @@ def test_pd_under_kv_pressure_is_the_same_with_and_without_event_skipping():
     a, b = simulate(**kw), simulate(**kw, event_skipping=False)
     assert a.summary["preemptions"] > 0
     assert a.requests == b.requests and a.cluster == b.cluster
+
+
+def test_lower_layers_never_import_the_cluster():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).parents[2] / "src" / "servesim"
+    for layer in ("config", "latency", "engine", "workload", "metrics"):
+        for path in (root / layer).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                assert not any(n.startswith(("servesim.cluster", "servesim.cluster_sim")) for n in names), path
+    for path in (root / "cluster").rglob("*.py"):  # and the cluster never imports what sits above it
+        text = path.read_text()
+        assert "servesim.simulation" not in text and "servesim.cli" not in text and "servesim.sweep" not in text, path

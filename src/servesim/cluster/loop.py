@@ -218,8 +218,12 @@ def run_cluster(
             if prio == STEP_END:
                 obj.core.end_step(t)
                 obj.busy = False
-                obj.pending = True
-                push(t, SCHEDULE, obj)
+                ta = source.peek_arrival_s()  # end_step may have let a closed-loop client send its next request
+                if (not heap or heap[0][0] > t) and (ta is None or ta > t):
+                    schedule(obj, t)  # nothing else happens at t: the SCHEDULE event would be next anyway
+                else:
+                    obj.pending = True
+                    push(t, SCHEDULE, obj)
             elif prio == SCHEDULE:
                 schedule(obj, t)
             else:  # KV_DONE
