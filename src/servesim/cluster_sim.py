@@ -16,7 +16,7 @@ from servesim.cluster.spec import PoolSpec
 from servesim.config import Hardware, ModelSpec, load_hardware, load_model
 from servesim.errors import ConfigError
 from servesim.latency.factory import DEFAULT_LATENCY_MODEL, DEFAULT_OVERHEAD
-from servesim.metrics import Distribution, per_request, summarize
+from servesim.metrics import Distribution, per_request, summarize, summarize_by_stage
 
 
 def _percentiles_ms(values_s: list[float]) -> dict[str, Any]:
@@ -122,6 +122,8 @@ def simulate_cluster(
         records.sort(key=lambda r: r.id)
         summary = summarize(records)
         stages: dict = {}
+        if len({r.stage for r in records}) > 1:
+            stages = {str(k): v for k, v in summarize_by_stage(records).items()}
     else:
         summary, stages = stream.summaries()
     st = cs.instances

@@ -216,9 +216,9 @@ def run_cluster(
                 continue
             live -= 1
             if prio == STEP_END:
-                obj.core.end_step(t)
+                if obj.core.end_step(t):  # finished requests may let closed-loop clients send their next one
+                    ta = source.peek_arrival_s()
                 obj.busy = False
-                ta = source.peek_arrival_s()  # end_step may have let a closed-loop client send its next request
                 if (not heap or heap[0][0] > t) and (ta is None or ta > t):
                     schedule(obj, t)  # nothing else happens at t: the SCHEDULE event would be next anyway
                 else:
