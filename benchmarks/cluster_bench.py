@@ -31,8 +31,11 @@ def point(n_inst: int, per_instance: int, router: str, model: str, constant: boo
     """One run of n_inst instances at n_inst x BASE_RATE with n_inst x per_instance requests."""
     argv = [a for a in SCENARIO]
     if constant:  # every request alike: each instance gets exactly one instance's work (the 4x = 1x test's setting)
-        for flag in ("--prompt-tokens-stdev", "--output-tokens-stdev"):
-            argv[argv.index(flag) + 1] = "0"
+        for flag in ("--prompt-tokens-stdev", "--output-tokens-stdev"):  # stdev 0 and min == max == mean:
+            argv[argv.index(flag) + 1] = "0"                                # constant (min < max would be uniform)
+        for flag, v in (("--prompt-tokens-min", "512"), ("--prompt-tokens-max", "512"),
+                        ("--output-tokens-min", "256"), ("--output-tokens-max", "256")):
+            argv[argv.index(flag) + 1] = v
     argv[argv.index("--rate") + 1] = str(BASE_RATE * n_inst)
     argv += ["--num-requests", str(per_instance * n_inst), "--latency-model", model]
     if n_inst > 1:
