@@ -166,6 +166,7 @@ def simulate_cluster(
     extra: dict[str, Any] = {"instances": instances, "router": router_out, "pools": pools_out}
     if pd:
         extra["kv_transfer"] = {"link": link.to_dict(), "transfer_ms": _percentiles_ms(cs.transfers_s),  # type: ignore[union-attr]
+                                "wait_ms": _percentiles_ms(cs.kv_wait_s),
                                 "prefill_ttft_ms": _percentiles_ms(cs.prefill_ttft_s),
                                 "blocks_sent": cs.blocks_sent, "blocks_received": cs.blocks_received}
     d0 = described[0]

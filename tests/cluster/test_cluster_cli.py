@@ -51,6 +51,16 @@ def test_data_parallel_uses_vllm_dp_router_and_pd_reports_transfers(tmp_path):
     assert doc["pools"]["prefill"]["completed"] == 40 and doc["pools"]["decode"]["completed"] == 40
 
 
+def test_infinite_link_writes_strict_json(tmp_path):
+    out = tmp_path / "inf.json"
+    r = cli("--prefill-instances", "1", "--decode-instances", "1", "--kv-link-bandwidth", "inf",
+            "--num-requests", "10", "--rate", "4", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    kt = json.loads(out.read_text())["kv_transfer"]
+    assert kt["link"]["bandwidth_gb_s"] is None and kt["transfer_ms"]["mean"] == 0.0
+    assert "∞ GB/s" in r.stdout
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--router", "fastest"], "--router: 'fastest' is not one of"),
     (["--instances", "0"], "--instances: 0"),

@@ -74,6 +74,7 @@ def render_cluster(result) -> None:  # type: ignore[no-untyped-def]
     if kt:
         t = kt["transfer_ms"]
         fmt = lambda v: "–" if v is None else f"{v:,.3f}"  # noqa: E731
-        console.print(f"KV transfers {t['count']:,} over {kt['link']['kind']} ({kt['link']['bandwidth_gb_s']:g} GB/s, "
+        bw = kt["link"]["bandwidth_gb_s"]
+        console.print(f"KV transfers {t['count']:,} over {kt['link']['kind']} ({'∞' if bw is None else f'{bw:g}'} GB/s, "
                       f"{kt['link']['latency_s'] * 1e6:g} µs): mean {fmt(t['mean'])} ms · p50 {fmt(t['p50'])} · "
-                      f"p99 {fmt(t['p99'])} · blocks sent {kt['blocks_sent']:,} = received {kt['blocks_received']:,}")
+                      f"p99 {fmt(t['p99'])} · wait for blocks/link mean {fmt(kt['wait_ms']['mean'])} ms · blocks sent {kt['blocks_sent']:,} = received {kt['blocks_received']:,}")

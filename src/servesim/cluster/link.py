@@ -39,8 +39,9 @@ class KVLink:
         return nbytes / (self.bandwidth_gb_s * 1e9 * gpus)
 
     def to_dict(self) -> dict:
-        """JSON form."""
-        return {"kind": self.kind, "bandwidth_gb_s": self.bandwidth_gb_s, "latency_s": self.latency_s}
+        """JSON form (strict JSON has no infinity: an infinite link's bandwidth is null)."""
+        bw = None if math.isinf(self.bandwidth_gb_s) else self.bandwidth_gb_s
+        return {"kind": self.kind, "bandwidth_gb_s": bw, "latency_s": self.latency_s}
 
 
 def link_preset(kind: str, nvlink_gb_s: float) -> KVLink:

@@ -38,7 +38,8 @@ class ClusterStats:
     routed: list[int] = field(default_factory=list)  # requests handed to each instance (prefill/decode legs too)
     ttft_sum_s: list[float] = field(default_factory=list)  # per instance: sum of TTFTs of requests it finished
     router: dict = field(default_factory=dict)
-    transfers_s: list[float] = field(default_factory=list)  # PD: wait for the link + wire + latency, per request
+    transfers_s: list[float] = field(default_factory=list)  # PD: wire + latency, per request
+    kv_wait_s: list[float] = field(default_factory=list)  # PD: prefill done -> transfer start (decode blocks, link FIFO)
     prefill_ttft_s: list[float] = field(default_factory=list)  # PD: first token on the prefill instance - arrival
     blocks_sent: int = 0
     blocks_received: int = 0
@@ -159,7 +160,8 @@ def run_cluster(
             p.link_free_s = start + wire
             done = start + wire + link.latency_s  # type: ignore[union-attr]
             stats.blocks_sent += n_p
-            stats.transfers_s.append(done - t_ready)
+            stats.transfers_s.append(done - start)
+            stats.kv_wait_s.append(start - t_ready)
             push(done, KV_DONE, (d, req, n_p))
 
     def schedule(inst: Instance, t: float) -> None:
