@@ -173,3 +173,14 @@ def test_lower_layers_never_import_the_cluster():
     for path in (root / "cluster").rglob("*.py"):  # and the cluster never imports what sits above it
         text = path.read_text()
         assert "servesim.simulation" not in text and "servesim.cli" not in text and "servesim.sweep" not in text, path
+
+
+@pytest.mark.parametrize("staleness,routed", [(0.0, [1, 2]), (10.0, [2, 1])])
+def test_router_staleness_routes_on_the_last_scrape(staleness, routed):
+    # r0 (1,000-token prompt) goes to instance 0; at 0.5 s and 0.6 s two small requests arrive. Live, least-kv
+    # sees instance 0 holding r0's blocks and sends both to instance 1; with a 10 s scrape interval it still
+    # sees the empty snapshot from t = 0, so ties rotate: r1 -> instance 1 (2nd decision), r2 -> instance 0.
+    specs = [RequestSpec(0, 0.0, 1000, 2000), RequestSpec(1, 0.5, 10, 2000), RequestSpec(2, 0.6, 10, 2000)]
+    res = simulate(workload=specs, latency_model=LinearLatency(BASE, PER_TOKEN), instances=2,
+                   router=RouterConfig("least-kv", staleness_s=staleness), check_invariants=True)
+    assert res.cluster["router"]["routed"] == routed

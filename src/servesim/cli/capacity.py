@@ -101,6 +101,8 @@ def register(app: typer.Typer) -> None:
         }
         if cluster is not None:
             doc["cluster"] = cluster
+            doc["cluster_method"] = ("each candidate cluster simulated at target_rate behind the router, from the ideal-balancer "
+                                     "count up (never fewer); num_requests x instances per probe (docs/CLUSTER.md)")
         if output is not None:
             write_json_atomic(output, doc)
         if json_out:
