@@ -18,6 +18,8 @@ _EXPORTS = {
     "StepPlan": "servesim.latency",
     "StepTime": "servesim.latency",
     "ServesimError": "servesim.errors",
+    "RouterConfig": "servesim.cluster",
+    "KVLink": "servesim.cluster",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -36,10 +36,12 @@ class RunResult:
     stages: dict[str, Any] = field(default_factory=dict)
     records: list[RequestRecord] = field(default_factory=list, repr=False)
     stats: EngineStats | None = field(default=None, repr=False)
+    cluster: dict[str, Any] = field(default_factory=dict)  # cluster runs: instances, router, pools, kv_transfer
+    cluster_stats: Any = field(default=None, repr=False)
 
     def to_dict(self, *, include_requests: bool = True) -> dict[str, Any]:
         """The JSON document `servesim run --output` writes."""
-        out: dict[str, Any] = {"config": self.config, "summary": self.summary}
+        out: dict[str, Any] = {"config": self.config, "summary": self.summary, **self.cluster}
         if self.stages:
             out["stages"] = self.stages
         if include_requests:
@@ -308,8 +310,20 @@ def simulate(
     event_skipping: bool = True,
     pp: int | None = None,
     enable_expert_parallel: bool | None = None,
+    instances: int = 1,
+    router: Any = None,
+    data_parallel_size: int = 1,
+    prefill_instances: int = 0,
+    decode_instances: int = 0,
+    kv_link: Any = None,
+    cluster: Any = None,
 ) -> RunResult:
     """Simulate one vLLM engine serving a workload and summarise what clients would measure.
+
+    Cluster runs (servesim/cluster_sim.py): instances=N identical engines behind router (a name, or a
+    cluster.RouterConfig); data_parallel_size=N the same with vLLM's internal DP load balancer;
+    prefill_instances=P, decode_instances=D prefill/decode pools joined by kv_link ('nvlink', 'rdma' or a
+    cluster.KVLink); cluster= a cluster YAML path or ClusterSpec for heterogeneous pools.
 
     workload: a preset name ("chat"), a YAML path, a WorkloadSpec or dict, a RequestSource, or an
     iterable of RequestSpec (a trace). engine: vLLM engine args (vLLM names) as EngineConfig or dict.
@@ -345,6 +359,22 @@ def simulate(
         raise ConfigError(f"--overhead {overhead!r}: expected a variant name (none, fixed, per-layer, ...)")
     if on_record is not None and not callable(on_record):
         raise ConfigError(f"on_record={on_record!r}: must be callable")
+    if cluster is not None or instances != 1 or data_parallel_size != 1 or prefill_instances or decode_instances or router is not None:
+        from servesim.cluster_sim import cluster_from_args, simulate_cluster
+
+        par = {k: v for k, v in (("pipeline_parallel_size", pp), ("enable_expert_parallel", enable_expert_parallel)) if v is not None}
+        if par:  # every pool of a flag-built cluster runs the same engine: pp/EP go into its engine args
+            engine = {**(engine.model_dump() if isinstance(engine, EngineConfig) else dict(engine or {})), **par}
+
+        pools, rcfg, link = cluster_from_args(
+            model, hardware, tp, engine, hardware_config, instances=instances, router=router, seed=seed,
+            data_parallel_size=data_parallel_size, prefill_instances=prefill_instances,
+            decode_instances=decode_instances, kv_link=kv_link, cluster=cluster)
+        return simulate_cluster(
+            pools, workload=workload, router=rcfg, link=link, latency_model=latency_model, overhead=overhead,
+            calibration=calibration, frontend_latency_s=frontend_latency_s, frontend_per_token_s=frontend_per_token_s,
+            seed=seed, record_token_times=record_token_times, check_invariants=check_invariants,
+            keep_requests=keep_requests, event_skipping=event_skipping, on_record=on_record)
     spec = model if isinstance(model, ModelSpec) else load_model(model)
     hw = hardware if isinstance(hardware, Hardware) else load_hardware(str(hardware), hardware_config)
     spec.check_tp(tp)

@@ -30,6 +30,8 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("capacity", "--seed"): {"zero"},
     ("experiment h2b", "--seed"): {"zero"},
     ("run", "--long-prefill-token-threshold"): {"zero", "huge"},  # >= 0 (0 = no cap; any cap above the prompt is no cap)
+    ("run", "--prefill-instances"): {"zero"},  # 0 = no prefill/decode pools (the default); else with --decode-instances, <= 1024
+    ("run", "--decode-instances"): {"zero"},  # 0 = no prefill/decode pools (the default)
     ("run", "--max-num-seqs"): {"huge"},  # >= 1: vLLM accepts any; the scheduler never holds more than the requests
     ("run", "--max-num-batched-tokens"): {"huge"},  # >= 1, as in vLLM
     ("capacity", "--max-num-seqs"): {"huge"},

@@ -18,6 +18,7 @@ from servesim.cli.common import (
     write_json_atomic,
 )
 
+CLUSTER_HELP = "Cluster (with --target-rate: simulate the cluster at that rate; docs/CLUSTER.md)"
 WORKLOAD_HELP = "Workload (the rate is what is searched; default: the 'chat' preset's lengths, Poisson arrivals)"
 
 
@@ -52,15 +53,21 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(1, "--workers", "-j", help="Configurations searched in parallel (local processes).", min=1),
         ray: bool = typer.Option(False, "--ray", help="Search configurations on Ray."),
         ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (implies --ray)."),
+        router: str = typer.Option("round-robin", "--router", help="With --target-rate: the router of the simulated cluster (servesim run --router).", rich_help_panel=CLUSTER_HELP),
+        pd: bool = typer.Option(False, "--pd", help="With --target-rate: search prefill/decode pool sizes (xPyD) instead of identical instances.", rich_help_panel=CLUSTER_HELP),
+        max_instances: int = typer.Option(16, "--max-instances", help="With --target-rate: largest cluster tried (instances).", rich_help_panel=CLUSTER_HELP),
+        gpu_hour_price: Optional[float] = typer.Option(None, "--gpu-hour-price", help="$ per GPU-hour (default: an indicative table for A100-80GB, H100-SXM, H200; docs/CLUSTER.md).", rich_help_panel=CLUSTER_HELP),
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the results (every probe included) as JSON."),
         json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     ) -> None:
         """Highest request rate meeting every SLO, per configuration (one engine instance per simulation)."""
         from servesim.sweep.capacity import check_search, parse_slo, run_capacity
+        from servesim.sweep.cluster_capacity import check_cluster_search
         from servesim.workload import load_workload, workload_from_flags
 
         slos = [parse_slo(s) for s in slo]
         check_search(slos, rate_min, rate_max, tolerance)
+        check_cluster_search(router, max_instances, gpu_hour_price)
         check_files([("--output", output)], [("--workload", workload), ("--hardware-config", hardware_config)])
         base: Any = "chat"
         if workload is not None:
@@ -85,6 +92,13 @@ def register(app: typer.Typer) -> None:
         steady = num_requests is None and duration is None
         results = run_capacity(configs, slos, rate_lo=rate_min, rate_hi=rate_max, rel_tol=tolerance, target_rate=target_rate,
                                workers=workers, use_ray=ray or ray_address is not None, ray_address=ray_address, steady=steady)
+        cluster = None
+        if target_rate is not None:
+            from servesim.sweep.cluster_capacity import run_cluster_capacity
+
+            cluster = run_cluster_capacity(configs, results, slos, target_rate=target_rate, router=router, pd=pd,
+                                           max_instances=max_instances, gpu_hour_price_usd=gpu_hour_price, workers=workers,
+                                           use_ray=ray or ray_address is not None, ray_address=ray_address)
         doc = {
             "slos": {s.name: s.limit_ms for s in slos},
             "search": {"rate_min": rate_min, "rate_max": rate_max, "tolerance": tolerance,
@@ -95,12 +109,18 @@ def register(app: typer.Typer) -> None:
             "assumption": "one simulation = one engine instance; instances = ceil(target_rate / max_rate) under ideal load balancing",
             "results": results,
         }
+        if cluster is not None:
+            doc["cluster"] = cluster
+            doc["cluster_method"] = ("each candidate cluster simulated at target_rate behind the router, from the ideal-balancer "
+                                     "count up (never fewer); num_requests x instances per probe (docs/CLUSTER.md)")
         if output is not None:
             write_json_atomic(output, doc)
         if json_out:
             echo_json(doc, indent=2)
             return
         _render(results, slos, target_rate)
+        if cluster is not None:
+            _render_cluster(cluster, slos)
 
 
 def _rate(x) -> str:  # type: ignore[no-untyped-def]
@@ -160,3 +180,27 @@ def _render(results, slos, target_rate) -> None:  # type: ignore[no-untyped-def]
                       + ("; pessimistic = at the low end of the 80 % rate range." if any(r.get("rate_range") for r in results) else "."))
     if not any(r.get("rate_range") for r in results):
         console.print("rate range: none (needs --latency-model calibrated and a calibration file with prediction intervals)")
+
+
+
+def _render_cluster(cluster, slos) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    console = make_console()
+    c0 = cluster[0] if cluster else {}
+    table = Table(title=f"cluster at {c0.get('target_rate', 0):g} req/s, router {c0.get('router', '')} (simulated, not divided)")
+    for col in ("configuration", "ideal instances", "instances", "GPUs", "$/hour", "$/1M output tokens", "probes"):
+        table.add_column(col, justify="left" if col == "configuration" else "right")
+    for r in cluster:
+        if r.get("error"):
+            table.add_row(r["label"], f"[red]{r['error']}[/]", "", "", "", "", "")
+            continue
+        inst = "–" if r["instances"] is None else (f"{r['prefill']}P{r['decode']}D" if r.get("pd") else str(r["instances"]))
+        usd = r.get("usd_per_hour")
+        tok = r.get("usd_per_1m_output_tokens")
+        table.add_row(r["label"], "–" if r["ideal_instances"] is None else str(r["ideal_instances"]),
+                      inst if r["instances"] is not None else "none ≤ --max-instances",
+                      "–" if r["gpus"] is None else str(r["gpus"]), "–" if usd is None else f"{usd:,.2f}",
+                      "–" if tok is None else f"{tok:,.3f}", str(len(r["probes"])))
+    console.print(table)
+    console.print(f"prices: {c0.get('price_source', '')}; --gpu-hour-price sets your own.")

@@ -14,6 +14,7 @@ from servesim.cli.common import (
 from servesim.errors import ServesimError
 
 ENGINE_HELP = "vLLM engine (vLLM names; defaults are vLLM V1's for the GPU)"
+CLUSTER_HELP = "Cluster (many instances behind a router; docs/CLUSTER.md)"
 WORKLOAD_HELP = "Workload (GuideLLM/BLIS flag names; default: the 'chat' preset)"
 
 
@@ -65,6 +66,17 @@ def register(app: typer.Typer) -> None:
         check_invariants: bool = typer.Option(False, "--check-invariants", help="Check KV/scheduler invariants after every step."),
         itl_samples: bool = typer.Option(False, "--itl-samples", help="Keep every output token's time (exact pooled ITL percentiles; more memory)."),
         steady_state: bool = typer.Option(False, "--steady-state", help="Also summarise the steady state: warm-up (MSER-5) and cool-down dropped (summary.steady_state)."),
+        instances: int = typer.Option(1, "--instances", help="Identical vLLM instances behind the router.", rich_help_panel=CLUSTER_HELP),
+        router: Optional[str] = typer.Option(None, "--router", help="round-robin | random | least-requests | least-kv | prefix-aware | weighted | vllm-dp.", rich_help_panel=CLUSTER_HELP),
+        router_weights: Optional[str] = typer.Option(None, "--router-weights", help="Scorer weights for --router weighted, e.g. queue=2,kv=2,prefix=3 (llm-d's defaults).", rich_help_panel=CLUSTER_HELP),
+        router_staleness: Optional[float] = typer.Option(None, "--router-staleness", help="Seconds between scrapes of instance state the router reads (default 0 = live; vllm-dp 0.1).", rich_help_panel=CLUSTER_HELP),
+        data_parallel_size: int = typer.Option(1, "--data-parallel-size", help="vLLM data parallel engines with vLLM's internal load balancer.", rich_help_panel=CLUSTER_HELP),
+        prefill_instances: int = typer.Option(0, "--prefill-instances", help="PD: prefill instances (with --decode-instances).", rich_help_panel=CLUSTER_HELP),
+        decode_instances: int = typer.Option(0, "--decode-instances", help="PD: decode instances (with --prefill-instances).", rich_help_panel=CLUSTER_HELP),
+        kv_link: Optional[str] = typer.Option(None, "--kv-link", help="PD KV link preset: nvlink (same node) | rdma (between nodes; default).", rich_help_panel=CLUSTER_HELP),
+        kv_link_bandwidth: Optional[float] = typer.Option(None, "--kv-link-bandwidth", help="PD KV link bandwidth per GPU, GB/s (overrides --kv-link; inf = instant).", rich_help_panel=CLUSTER_HELP),
+        kv_link_latency: Optional[float] = typer.Option(None, "--kv-link-latency", help="PD KV link latency per transfer, s (with --kv-link-bandwidth; default 0).", rich_help_panel=CLUSTER_HELP),
+        cluster: Optional[Path] = typer.Option(None, "--cluster", help="Cluster spec YAML: heterogeneous pools, router, KV link (docs/CLUSTER.md).", rich_help_panel=CLUSTER_HELP),
     ) -> None:
         """Simulate a vLLM engine serving a workload: TTFT, ITL, TPOT, E2E, throughput (default: Llama-2-7B, H100, chat)."""
         from servesim.simulation import simulate
@@ -73,6 +85,7 @@ def register(app: typer.Typer) -> None:
         outputs = [("--output", output), ("--requests-csv", requests_csv)]
         inputs = [("--trace", trace), ("--workload", workload), ("--hardware-config", hardware_config),
                   ("--calibration", calibration), ("--model", model), ("--hardware", hardware)]
+        inputs.append(("--cluster", cluster))
         check_files(outputs, inputs)  # before any work: an output that is an input or another output is refused
         if calibration is not None and latency_model != "calibrated":
             raise ServesimError(f"--calibration {calibration}: only used with --latency-model calibrated (got --latency-model {latency_model})")
@@ -97,6 +110,13 @@ def register(app: typer.Typer) -> None:
         }
         if spec.trace is not None:  # a workload YAML's trace is an input too
             check_files(outputs, [("--workload trace", spec.trace.path)])
+        from servesim.cli.cluster import cluster_args
+
+        cluster_kw = cluster_args(
+            instances=instances, router=router, router_weights=router_weights, router_staleness=router_staleness,
+            data_parallel_size=data_parallel_size, prefill_instances=prefill_instances, decode_instances=decode_instances,
+            kv_link=kv_link, kv_link_bandwidth=kv_link_bandwidth, kv_link_latency=kv_link_latency, cluster=cluster,
+            seed=seed)
         console = make_console(stderr=True)
         started = time.perf_counter()
         # Without per-request output, records stream into a fixed-memory summary (exact counts and means,
@@ -108,7 +128,7 @@ def register(app: typer.Typer) -> None:
                 frontend_latency_s=None if frontend_latency_ms is None else frontend_latency_ms / 1e3, seed=seed,
                 hardware_config=hardware_config, calibration=calibration,
                 check_invariants=check_invariants, on_record=progress.advance, keep_requests=keep,
-                record_token_times=True if itl_samples else None,
+                record_token_times=True if itl_samples else None, **cluster_kw,
             )
             if steady_state:
                 from servesim.metrics.steady import steady_state_summary
@@ -128,6 +148,10 @@ def register(app: typer.Typer) -> None:
             echo_json(result.summary, indent=2)
         else:
             render_summary(result, wall)
+            if result.cluster:
+                from servesim.cli.cluster import render_cluster
+
+                render_cluster(result)
 
 
 class _Progress:

@@ -18,11 +18,12 @@ class InvariantError(ServesimError):
         super().__init__(f"invariant {invariant} violated at step {step} (request {rid}): {detail}")
 
 
-def check_step(sched, out, step: int, t_before: float, t_after: float, in_engine: int | None = None) -> None:
+def check_step(sched, out, step: int, t_before: float, t_after: float, in_engine: int | None = None, reserved=()) -> None:
     """Raise InvariantError if the scheduler state after one step breaks any engine invariant.
 
     in_engine: requests handed to the scheduler and not finished yet (the simulator's count), for request
-    conservation: every one of them must be waiting or running.
+    conservation: every one of them must be waiting or running. reserved: requests holding blocks outside the
+    scheduler (PD decode leg: allocated, KV still in flight).
     """
     pool = sched.kv.pool
     ref = pool.ref_cnt
@@ -76,7 +77,14 @@ def check_step(sched, out, step: int, t_before: float, t_after: float, in_engine
             raise InvariantError("kv_blocks_cover_computed", step, r.id, f"{len(r.blocks)} blocks < {r.num_computed} tokens")
         if r.num_output > r.max_tokens or r.num_computed > r.num_tokens:
             raise InvariantError("token_counts", step, r.id, f"output {r.num_output}/{r.max_tokens}, computed {r.num_computed}/{r.num_tokens}")
+    for r in reserved:
+        for b in r.blocks:
+            holders[b] += 1
     for r in sched.waiting:
+        if r.remote:  # KV received from a prefill instance: holds its prompt's blocks while waiting
+            for b in r.blocks:
+                holders[b] += 1
+            continue
         if r.blocks or r.num_computed:
             raise InvariantError("waiting_holds_no_kv", step, r.id, f"{len(r.blocks)} blocks, {r.num_computed} computed")
     for b in range(1, pool.num_blocks):

@@ -21,6 +21,8 @@ class EngineRequest:
         "rank", "lazy", "off", "ooff", "g0", "sfin", "evs",
         # KV bookkeeping under KVCacheManager.defer_private: parked run (position, length) and its hits.
         "parked", "phits",
+        # Prompt tokens whose KV another instance computed and sent (PD decode side; 0 = none).
+        "remote",
     )
 
     def __init__(self, spec: RequestSpec, rec: RequestRecord, block_size: int, uid: int | None = None) -> None:
@@ -48,6 +50,7 @@ class EngineRequest:
         self.lazy = False
         self.evs = -1  # step of a pending lazy KV event that is not the next block's (skipping._drop_event)
         self.parked: tuple[int, int] | None = None
+        self.remote = 0
 
 
 @dataclass(slots=True)
@@ -180,7 +183,12 @@ class Scheduler:
                 req = waiting[0]
                 # vLLM looks the prefix cache up only for num_computed_tokens == 0 (always true here:
                 # no KV connector), and resumed requests look up prompt + already generated tokens.
-                hit_blocks, num_hit = kv.get_computed_blocks(req)
+                if req.remote:
+                    # KV received from a prefill instance into blocks allocated before the transfer (vLLM NIXL
+                    # connector); vLLM recomputes the last prompt token for its logits, so the hit is remote - 1 tokens.
+                    hit_blocks, num_hit = [], req.remote - 1
+                else:
+                    hit_blocks, num_hit = kv.get_computed_blocks(req)
                 n = req.num_tokens - num_hit
                 if 0 < threshold < n:
                     n = threshold
@@ -195,6 +203,7 @@ class Scheduler:
                     break
                 waiting.popleft()
                 running.append(req)
+                req.remote = 0  # admitted: a later preemption recomputes everything locally
                 rec = req.rec
                 if rec.first_scheduled_s is None:
                     rec.first_scheduled_s = now

@@ -273,7 +273,9 @@ class EventSkipper:
                 if len(running) == sched.max_num_seqs:
                     break
                 req = waiting[0]
-                if req.n_shared_blocks or req.num_preemptions:
+                if req.remote:  # KV received from a prefill instance (Scheduler.schedule, phase (b))
+                    hit_blocks, num_hit = [], req.remote - 1
+                elif req.n_shared_blocks or req.num_preemptions:
                     hit_blocks, num_hit = kv.get_computed_blocks(req)
                 else:
                     # No key of a never-preempted request without a shared prefix can be cached: the lookup
@@ -297,6 +299,7 @@ class EventSkipper:
                     break
                 waiting.popleft()
                 running.append(req)
+                req.remote = 0  # admitted: a later preemption recomputes everything locally
                 req.rank = self.next_rank
                 self.next_rank += 1
                 rec = req.rec

@@ -40,6 +40,8 @@ __all__ = ["ALIASES", "RUN_KEYS", "SweepSpec", "load_sweep", "parse_sweep", "poi
 RUN_KEYS = (
     "model", "hardware", "tp", "latency_model", "overhead", "frontend_latency_s", "seed", "hardware_config",
     "calibration", "engine", "workload",
+    # cluster points (servesim/cluster_sim.py): each point is one whole cluster simulation
+    "instances", "router", "data_parallel_size", "prefill_instances", "decode_instances", "kv_link", "cluster",
 )
 ALIASES = {"rate": "workload.arrival.rate", "num_requests": "workload.num_requests", "duration_s": "workload.duration_s"}
 

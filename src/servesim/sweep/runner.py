@@ -94,7 +94,10 @@ def run_point(kwargs: dict[str, Any], summary: str = "exact") -> dict[str, Any]:
     except ServesimError as exc:
         return {"error": str(exc)}
     config = {k: res.config.get(k) for k in CONFIG_FIELDS}
-    return {"config": config, "summary": res.summary, "stages": res.stages or None}
+    out = {"config": config, "summary": res.summary, "stages": res.stages or None}
+    if res.cluster:  # a cluster point: per-pool figures and the router's, next to the cluster-wide summary
+        out["cluster"] = {"router": res.cluster["router"], "pools": res.cluster["pools"]}
+    return out
 
 
 def timed_point(kwargs: dict[str, Any], summary: str = "exact") -> tuple[dict[str, Any], float]:

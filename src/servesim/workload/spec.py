@@ -228,7 +228,7 @@ class InferencePerfSpec(_Strict):
     """An inference-perf workload: shared_prefix data sent cyclically, at each load stage's rate for its duration."""
 
     shared_prefix: InferencePerfSharedPrefix
-    stages: tuple[StageSpec, ...] = Field(min_length=1)
+    stages: tuple[StageSpec, ...] = Field(min_length=1, strict=False)  # a YAML list is fine
     # Measured on the inference-perf-h100 runs: inference-perf's `constant` load gave exponential gaps (CV 1.00).
     arrival: Literal["poisson", "constant"] = "poisson"
 
