@@ -14,9 +14,13 @@ from servesim.simulation import DEFAULT_LATENCY_MODEL, DEFAULT_OVERHEAD, RunResu
 __all__ = ["RunResult", "resolve_hardware", "resolve_model", "simulate", "step_time"]
 
 
-def resolve_model(model: str | Path | ModelSpec) -> ModelSpec:
-    """A ModelSpec from a bundled name, HF id, path, or an existing spec."""
-    return model if isinstance(model, ModelSpec) else load_model(model)
+def resolve_model(model: str | Path | ModelSpec, *, dtype: str = "auto", quantization: str | None = None,
+                  kv_cache_dtype: str = "auto") -> ModelSpec:
+    """A ModelSpec from a bundled name, HF id, path (served with vLLM's --dtype/--quantization/--kv-cache-dtype),
+    or an existing spec."""
+    if isinstance(model, ModelSpec):
+        return model
+    return load_model(model, dtype=dtype, quantization=quantization, kv_cache_dtype=kv_cache_dtype)
 
 
 def resolve_hardware(hardware: str | Path | Hardware = "H100", hardware_config: str | Path | None = None) -> Hardware:
@@ -36,13 +40,16 @@ def step_time(
     hardware_config: str | Path | None = None,
     calibration: str | Path | None = None,
     async_scheduling: bool = True,
+    dtype: str = "auto",
+    quantization: str | None = None,
+    kv_cache_dtype: str = "auto",
 ) -> StepTime:
     """Time of one engine step (StepTime.seconds) with its breakdown.
 
     prefill: (new_tokens, context_tokens_before) per prefilling request, or just new_tokens;
     decode: context length (tokens) per decoding request.
     """
-    spec = resolve_model(model)
+    spec = resolve_model(model, dtype=dtype, quantization=quantization, kv_cache_dtype=kv_cache_dtype)
     hw = resolve_hardware(hardware, hardware_config)
     chunks = [(p, 0) if isinstance(p, int) else (int(p[0]), int(p[1])) for p in prefill]
     plan = StepPlan(

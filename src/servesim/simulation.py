@@ -60,18 +60,53 @@ def resolve_engine(
         cfg = engine.model_copy(update={"tensor_parallel_size": tp})
     else:
         cfg = engine_config(**{**dict(engine), "tensor_parallel_size": tp})
+    derived = model.max_model_len
+    if cfg.max_model_len is not None and cfg.max_model_len > derived:
+        # vLLM _get_and_verify_max_len refuses to start (unless VLLM_ALLOW_LONG_MAX_MODEL_LEN=1).
+        raise ConfigError(
+            f"--max-model-len {cfg.max_model_len}: User-specified max_model_len ({cfg.max_model_len:,}) is greater than "
+            f"the derived max_model_len ({derived:,}, from max_position_embeddings={model.max_position_embeddings:,} "
+            f"and rope_scaling in {model.name}'s config.json); vLLM refuses to start"
+        )
     return cfg.resolved(
         gpu_memory_gib=hardware.usable_memory_bytes / (1 << 30),
         gpu_name=hardware.name,
-        model_max_len=model.max_position_embeddings,
+        model_max_len=derived,
+    )
+
+
+def check_kv_capacity(engine: EngineConfig, model: ModelSpec, blocks: int) -> None:
+    """Raise ConfigError, as vLLM's check_enough_kv_cache_memory does at start-up, unless one
+    max_model_len request fits the KV cache of `blocks` blocks per GPU."""
+    bs, length = engine.block_size, int(engine.max_model_len or model.max_model_len)
+    need = -(-length // bs)
+    if blocks >= need:
+        return
+    per_block = bs * model.kv_bytes_per_token_per_gpu(engine.tensor_parallel_size)
+    source = (f"--num-gpu-blocks-override {blocks}" if engine.num_gpu_blocks_override is not None
+              else f"gpu_memory_utilization={engine.gpu_memory_utilization}")
+    raise ConfigError(
+        f"KV cache holds {blocks * bs:,} tokens ({blocks:,} blocks of {bs}, {source}); max_model_len {length:,} needs "
+        f"{need:,} blocks: to serve at least one request with the model's max seq len ({length:,}), "
+        f"{need * per_block / (1 << 30):.2f} GiB KV cache is needed, which is larger than the available KV cache memory "
+        f"({blocks * per_block / (1 << 30):.2f} GiB); the estimated maximum model length is {blocks * bs:,}. "
+        f"Try increasing --gpu-memory-utilization or decreasing --max-model-len"
     )
 
 
 def kv_blocks_for(engine: EngineConfig, model: ModelSpec, hardware: Hardware) -> int:
     """KV blocks per GPU: the override when set, else vLLM's memory profile (engine/capacity.py)."""
+    tp = engine.tensor_parallel_size
+    have = hardware.usable_memory_bytes * engine.gpu_memory_utilization
+    if model.weight_bytes / tp > have:
+        # vLLM fails loading the weights (CUDA out of memory), override or not.
+        raise ConfigError(
+            f"{model.name} does not fit on {hardware.name} at TP{tp}: weights need {model.weight_bytes / tp / (1 << 30):.1f} GiB "
+            f"per GPU, {have / (1 << 30):.1f} GiB available at gpu_memory_utilization={engine.gpu_memory_utilization} "
+            f"(raise --tp or --gpu-memory-utilization, or quantise)"
+        )
     if engine.num_gpu_blocks_override is not None:
         return engine.num_gpu_blocks_override
-    tp = engine.tensor_parallel_size
     try:
         return num_gpu_blocks(
             gpu_memory_bytes=hardware.usable_memory_bytes,
@@ -198,6 +233,9 @@ def simulate(
     on_record: Callable[[RequestRecord], None] | None = None,
     keep_requests: bool = True,
     event_skipping: bool = True,
+    dtype: str = "auto",
+    quantization: str | None = None,
+    kv_cache_dtype: str = "auto",
 ) -> RunResult:
     """Simulate one vLLM engine serving a workload and summarise what clients would measure.
 
@@ -214,13 +252,21 @@ def simulate(
     (metrics/streaming.py). record_token_times (default: True when keeping requests, else False) keeps
     every output token's time; without it pooled ITL weights each request's TPOT by its N - 1 gaps
     (exact ITL mean, approximate ITL percentiles). event_skipping changes speed, never answers
-    (engine/skipping.py).
+    (engine/skipping.py). dtype, quantization and kv_cache_dtype are vLLM's --dtype, --quantization and
+    --kv-cache-dtype (config/quant.py). Set-ups vLLM refuses at start-up raise ConfigError: max_model_len above
+    the model's derived maximum, a KV cache smaller than one max_model_len request, weights that do not fit.
     """
-    spec = model if isinstance(model, ModelSpec) else load_model(model)
+    if isinstance(model, ModelSpec):
+        if (dtype, quantization, kv_cache_dtype) != ("auto", None, "auto"):
+            raise ConfigError("dtype/quantization/kv_cache_dtype: apply to a model name or path; a ModelSpec is already resolved")
+        spec = model
+    else:
+        spec = load_model(model, dtype=dtype, quantization=quantization, kv_cache_dtype=kv_cache_dtype)
     hw = hardware if isinstance(hardware, Hardware) else load_hardware(str(hardware), hardware_config)
     spec.check_tp(tp)
     eng = resolve_engine(engine, spec, hw, tp)
     blocks = kv_blocks_for(eng, spec, hw)
+    check_kv_capacity(eng, spec, blocks)
     lm, cal = _latency(latency_model, overhead, calibration, spec, hw, tp, eng.async_scheduling)
     if frontend_latency_s is None:
         frontend_latency_s = cal.frontend_latency_s if cal is not None else 0.0
@@ -282,6 +328,8 @@ def simulate(
         "servesim_version": __version__,
         "model": spec.name,
         "model_source": spec.source,
+        "model_format": {"dtype": spec.dtype, "quantization": spec.quant_method or None, "kv_cache_dtype": spec.kv_cache_dtype,
+                         "weight_bytes": spec.weight_bytes, "max_model_len_derived": spec.max_model_len},
         "hardware": hw.name,
         "hardware_spec": {k: getattr(hw, k) for k in ("bf16_tflops", "fp8_tflops", "hbm_tb_s", "usable_memory_bytes", "nvlink_gb_s", "bw_efficiency", "per_layer_overhead_us")},
         "kernel_efficiency": kernel_provenance(hw),

@@ -15,6 +15,9 @@ HardwareOpt = typer.Option("H100", "--hardware", help="GPU preset (H100, H100-PC
 HardwareConfigOpt = typer.Option(None, "--hardware-config", help="Hardware JSON (servesim or BLIS hardware_config.json layout).")
 TpOpt = typer.Option(1, "--tp", "--tensor-parallel-size", help="Tensor-parallel degree.", min=1)
 LatencyModelOpt = typer.Option("calibrated", "--latency-model", help="calibrated (fitted on real runs, default), roofline-v2 (the seed's) or roofline-v2-corrected.")
+DtypeOpt = typer.Option("auto", "--dtype", help="auto | bfloat16 | float16 | float32 (vLLM: auto serves fp32 checkpoints in bfloat16).")
+QuantizationOpt = typer.Option(None, "--quantization", "-q", help="Quantisation method (vLLM names: fp8, awq, gptq, compressed-tensors, mxfp4, bitsandbytes; default: the config's quantization_config).")
+KvCacheDtypeOpt = typer.Option("auto", "--kv-cache-dtype", help="auto | fp8 | fp8_e4m3 | fp8_e5m2 (fp8 halves KV bytes; auto follows a config's kv_cache_scheme).")
 OverheadOpt = typer.Option("auto", "--overhead", help="none | fixed | per-layer (the seed's 100/500/250 µs × layers/TP) | per-layer:C | sqrt-layer:C | log-layer:C | per-layer-no-tp:C; auto = per-layer for roofline models, nothing extra for calibrated.")
 
 

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 
 from servesim.cli.common import (
-    HardwareConfigOpt, HardwareOpt, LatencyModelOpt, ModelOpt, OverheadOpt, TpOpt, check_files, echo_json, make_console, write_atomic, write_json_atomic,
+    DtypeOpt, HardwareConfigOpt, HardwareOpt, KvCacheDtypeOpt, LatencyModelOpt, ModelOpt, OverheadOpt, QuantizationOpt, TpOpt, check_files, echo_json, make_console, write_atomic, write_json_atomic,
 )
 from servesim.errors import ServesimError
 
@@ -26,6 +26,9 @@ def register(app: typer.Typer) -> None:
         hardware: str = HardwareOpt,
         hardware_config: Optional[Path] = HardwareConfigOpt,
         tp: int = TpOpt,
+        dtype: str = DtypeOpt,
+        quantization: Optional[str] = QuantizationOpt,
+        kv_cache_dtype: str = KvCacheDtypeOpt,
         latency_model: str = LatencyModelOpt,
         overhead: str = OverheadOpt,
         frontend_latency_ms: Optional[float] = typer.Option(None, "--frontend-latency-ms", help="API-server/tokenisation time per request before the engine sees it (ms; counted in TTFT; default: the calibration's, else 0)."),
@@ -103,6 +106,7 @@ def register(app: typer.Typer) -> None:
                 hardware_config=hardware_config, calibration=calibration,
                 check_invariants=check_invariants, on_record=progress.advance, keep_requests=keep,
                 record_token_times=True if itl_samples else None,
+                dtype=dtype, quantization=quantization, kv_cache_dtype=kv_cache_dtype,
             )
             wall = time.perf_counter() - started
             if output is not None:

@@ -8,7 +8,9 @@ from typing import Optional
 
 import typer
 
-from servesim.cli.common import HardwareConfigOpt, HardwareOpt, LatencyModelOpt, ModelOpt, OverheadOpt, TpOpt
+from servesim.cli.common import (
+    DtypeOpt, HardwareConfigOpt, HardwareOpt, KvCacheDtypeOpt, LatencyModelOpt, ModelOpt, OverheadOpt, QuantizationOpt, TpOpt,
+)
 from servesim.errors import ConfigError
 
 DEFAULT_PREFILL = ["512"]
@@ -40,6 +42,9 @@ def register(app: typer.Typer) -> None:
         hardware: str = HardwareOpt,
         hardware_config: Optional[Path] = HardwareConfigOpt,
         tp: int = TpOpt,
+        dtype: str = DtypeOpt,
+        quantization: Optional[str] = QuantizationOpt,
+        kv_cache_dtype: str = KvCacheDtypeOpt,
         prefill: Optional[list[str]] = typer.Option(None, "--prefill", help="A prefill chunk LEN[@CTX]; repeat for more requests."),
         decode: Optional[list[str]] = typer.Option(None, "--decode", help="Decoding requests NxCTX; repeat for mixed contexts."),
         overhead: str = OverheadOpt,
@@ -58,7 +63,7 @@ def register(app: typer.Typer) -> None:
             prefill, decode = DEFAULT_PREFILL, DEFAULT_DECODE
         chunks = [parse_prefill(p) for p in prefill or []]
         ctxs = [c for d in decode or [] for c in parse_decode(d)]
-        spec = resolve_model(model)
+        spec = resolve_model(model, dtype=dtype, quantization=quantization, kv_cache_dtype=kv_cache_dtype)
         hw = resolve_hardware(hardware, hardware_config)
         lm, _ = build_latency_model(latency_model, spec, hw, tp, overhead, calibration,
                                     async_scheduling=not no_async_scheduling)
