@@ -80,7 +80,7 @@ def check_kv_capacity(engine: EngineConfig, model: ModelSpec, blocks: int) -> No
     max_model_len request fits the KV cache of `blocks` blocks per GPU."""
     bs, length = engine.block_size, int(engine.max_model_len or model.max_model_len)
     need = -(-length // bs)
-    if blocks >= need:
+    if blocks >= need or blocks < 2:  # < 2 blocks: the engine's own one-line refusal (engine/simulator.py)
         return
     per_block = bs * model.kv_bytes_per_token_per_gpu(engine.tensor_parallel_size)
     source = (f"--num-gpu-blocks-override {blocks}" if engine.num_gpu_blocks_override is not None
@@ -313,6 +313,9 @@ def simulate(
             stages = {str(k): v for k, v in summarize_by_stage(records).items()}
     else:
         summary, stages = stream.summaries()
+    if stats.rejected:
+        # Requests refused one by one before the engine (vLLM's API answers 400), counted by reason.
+        summary["rejected_by_reason"] = dict(sorted(stats.rejected_by_reason.items()))
     summary["preemptions"] = stats.preemptions
     summary["kv_cache_peak_usage"] = stats.kv_peak_usage
     summary["prefix_cache_hit_rate"] = (

@@ -231,10 +231,16 @@ def render_summary(result, wall_s: float | None = None) -> None:  # type: ignore
         table.add_row(label, *(f"{d[k]:,.2f}" if d[k] is not None else "–" for k in ("mean", "p50", "p90", "p95", "p99")))
     console.print(table)
     console.print(
-        f"completed {s['completed']:,} · rejected {s['rejected']:,} · preemptions {s['preemptions']:,} · "
+        f"completed {s['completed']:,} · rejected {s['rejected']:,}{_reasons(s)} · preemptions {s['preemptions']:,} · "
         f"duration {s['duration_s']:,.1f} s · {s['requests_per_s']:.2f} req/s · {s['output_tokens_per_s']:,.0f} output tok/s · "
         f"{s['total_tokens_per_s']:,.0f} total tok/s · KV peak {100 * s['kv_cache_peak_usage']:.1f} % · "
         f"prefix-cache hits {100 * s['prefix_cache_hit_rate']:.1f} % · {s['engine_steps']:,} steps"
         + (f" · simulated in {wall_s:.2f} s" if wall_s is not None else "")
     )
     _render_notes(console, s)
+
+
+def _reasons(summary: dict) -> str:
+    """' (max_model_len 3)': why requests were rejected, when any were."""
+    by = summary.get("rejected_by_reason") or {}
+    return f" ({', '.join(f'{k} {v:,}' for k, v in by.items())})" if by else ""

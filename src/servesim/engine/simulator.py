@@ -23,6 +23,7 @@ class EngineStats:
     steps: int = 0
     preemptions: int = 0
     rejected: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)  # 'max_model_len' (API 400), 'kv_capacity', ...
     completed: int = 0
     duration_s: float = 0.0  # clock when the run ended
     busy_s: float = 0.0  # sum of step times
@@ -117,6 +118,8 @@ class Simulator:
                     rec.rejected = True
                     rec.reject_reason = reason
                     stats.rejected += 1
+                    key = reason.split(":", 1)[0]
+                    stats.rejected_by_reason[key] = stats.rejected_by_reason.get(key, 0) + 1
                     # The frontend rejects at arrival + frontend latency; the engine never sees the request.
                     emit(spec, rec, spec.arrival_s + fe)
                 else:
