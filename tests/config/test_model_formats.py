@@ -187,8 +187,8 @@ def test_kv_cache_smaller_than_one_request_is_refused_with_the_numbers():
 
 
 def test_a_bundled_default_vllm_would_refuse_is_refused():
-    # 70B at TP2 on H100: weights leave ~4 GiB per GPU, 26k tokens, not one 131,072-token request.
-    with pytest.raises(ConfigError, match=r"KV cache holds .* tokens .*max_model_len 131,072 needs 8,192 blocks"):
+    # 70B at TP2 on H100: weights leave 24,608 tokens of KV per GPU, not one 131,072-token request.
+    with pytest.raises(ConfigError, match=r"KV cache holds 24,608 tokens .*max_model_len 131,072 needs 8,192 blocks"):
         simulate("llama-3.1-70b-instruct", "H100", 2, workload={"input_tokens": 10, "output_tokens": 2,
                                                                 "arrival": "synchronous", "num_requests": 1})
 
