@@ -209,3 +209,13 @@ def test_long_requests_are_rejected_one_by_one_and_counted_by_reason():
     assert r.summary["rejected"] == 2 and r.summary["completed"] == 2
     assert r.summary["rejected_by_reason"] == {"max_model_len": 2}
     assert [q["reject_reason"] for q in r.requests if q["rejected"]] == ["max_model_len: 995+10 > 1000", "max_model_len: 2000+10 > 1000"]
+
+
+def test_bundled_new_configs_load_with_their_public_sizes():
+    gemma = load_model("gemma-2-9b-it")  # no tie_word_embeddings key: Gemma2Config ties the head
+    assert gemma.tie_word_embeddings and gemma.param_count == 9_241_404_928 and gemma.dtype == "bfloat16"
+    # Phi-4: d=5120, 40 layers, 40 heads x 128, 10 KV heads, ff 17920, vocab 100,352, untied:
+    # per layer 5120 x (5120 + 1280 + 1280) + 5120 x 5120 + 3 x 5120 x 17920 + 2 x 5120 = 340,797,440
+    assert load_model("phi-4").param_count == 40 * 340_797_440 + 2 * 100_352 * 5120 + 5120  # 14.66 B
+    llama = load_model("llama-3.2-3b-instruct")  # tied head, counted once
+    assert llama.tie_word_embeddings and llama.max_model_len == 131_072
