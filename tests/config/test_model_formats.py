@@ -219,3 +219,17 @@ def test_bundled_new_configs_load_with_their_public_sizes():
     assert load_model("phi-4").param_count == 40 * 340_797_440 + 2 * 100_352 * 5120 + 5120  # 14.66 B
     llama = load_model("llama-3.2-3b-instruct")  # tied head, counted once
     assert llama.tie_word_embeddings and llama.max_model_len == 131_072
+
+
+def test_fp8_kv_halves_the_attention_bytes_a_decode_step_reads():
+    from servesim.api import step_time
+
+    parts = {}
+    for kv in ("auto", "fp8"):
+        st = step_time("llama-3.1-8b-instruct", "H100", decode=[4096] * 32, latency_model="roofline-v2-corrected",
+                       overhead="none", kv_cache_dtype=kv)
+        parts[kv] = {c.name: c for c in st.components}
+    # bytes = KV bytes per token per GPU x (context + 1) per request: 131,072 -> 65,536 B per token
+    assert parts["fp8"]["attention.decode"].bytes == parts["auto"]["attention.decode"].bytes / 2 == 32 * 4097 * 65_536
+    assert parts["fp8"]["attention.decode"].time_s < parts["auto"]["attention.decode"].time_s
+    assert parts["fp8"]["gemm"].time_s == parts["auto"]["gemm"].time_s  # weights untouched
