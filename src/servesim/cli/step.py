@@ -73,6 +73,8 @@ def register(app: typer.Typer) -> None:
             "model": spec.name,
             "hardware": hw.name,
             "kernel_efficiency": kernel_provenance(hw),
+            "model_format": {"dtype": spec.dtype, "quantization": spec.quant_method or None, "kv_cache_dtype": spec.kv_cache_dtype,
+                             "weight_bytes": spec.weight_bytes},
             "tp": tp,
             "latency_model": lm.name,
             "overhead": overhead,
@@ -116,7 +118,8 @@ def _render(payload: dict, spec, hw) -> None:  # type: ignore[no-untyped-def]
         desc.append(f"{len(ctx)} decode (ctx {min(ctx)}–{max(ctx)})" if min(ctx) != max(ctx) else f"{len(ctx)} decode x ctx {ctx[0]}")
     console.print(
         f"[bold]{spec.name}[/] on [bold]{hw.name}[/] TP{payload['tp']} · {payload['latency_model']} · overhead {payload['overhead']}\n"
-        f"weights {spec.weight_bytes / 1e9:.2f} GB · KV {spec.kv_bytes_per_token:,.0f} B/token · step: {'; '.join(desc)}"
+        f"weights {spec.weight_bytes / 1e9:.2f} GB ({' '.join(filter(None, (spec.dtype, spec.quant_method)))}) · "
+        f"KV {spec.kv_bytes_per_token:,.0f} B/token (kv-cache-dtype {spec.kv_cache_dtype}) · step: {'; '.join(desc)}"
         f"\n{payload['kernel_efficiency']}"
     )
     table = Table(show_lines=False)
