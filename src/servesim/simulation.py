@@ -65,8 +65,8 @@ def resolve_engine(
         # vLLM _get_and_verify_max_len refuses to start (unless VLLM_ALLOW_LONG_MAX_MODEL_LEN=1).
         raise ConfigError(
             f"--max-model-len {cfg.max_model_len}: User-specified max_model_len ({cfg.max_model_len:,}) is greater than "
-            f"the derived max_model_len ({derived:,}, from max_position_embeddings={model.max_position_embeddings:,} "
-            f"and rope_scaling in {model.name}'s config.json); vLLM refuses to start"
+            f"the derived max_model_len ({derived:,}; max_position_embeddings ({model.max_position_embeddings}) with "
+            f"rope_scaling in {model.name}'s config.json); vLLM refuses to start"
         )
     return cfg.resolved(
         gpu_memory_gib=hardware.usable_memory_bytes / (1 << 30),
