@@ -19,9 +19,13 @@ from servesim.simulation import DEFAULT_LATENCY_MODEL, DEFAULT_OVERHEAD, RunResu
 __all__ = ["MAX_STEP_REQUESTS", "RunResult", "check_step", "resolve_hardware", "resolve_model", "simulate", "step_time"]
 
 
-def resolve_model(model: str | Path | ModelSpec) -> ModelSpec:
-    """A ModelSpec from a bundled name, HF id, path, or an existing spec."""
-    return model if isinstance(model, ModelSpec) else load_model(model)
+def resolve_model(model: str | Path | ModelSpec, *, dtype: str = "auto", quantization: str | None = None,
+                  kv_cache_dtype: str = "auto") -> ModelSpec:
+    """A ModelSpec from a bundled name, HF id, path (served with vLLM's --dtype/--quantization/--kv-cache-dtype),
+    or an existing spec."""
+    if isinstance(model, ModelSpec):
+        return model
+    return load_model(model, dtype=dtype, quantization=quantization, kv_cache_dtype=kv_cache_dtype)
 
 
 def resolve_hardware(hardware: str | Path | Hardware = "H100", hardware_config: str | Path | None = None) -> Hardware:
@@ -83,6 +87,9 @@ def step_time(
     hardware_config: str | Path | None = None,
     calibration: str | Path | None = None,
     async_scheduling: bool = True,
+    dtype: str = "auto",
+    quantization: str | None = None,
+    kv_cache_dtype: str = "auto",
     pp: int = 1,
     enable_expert_parallel: bool = False,
 ) -> StepTime:
@@ -97,7 +104,7 @@ def step_time(
     check_tp(tp)
     if not isinstance(async_scheduling, bool):
         raise ConfigError(f"async_scheduling={async_scheduling!r}: must be True or False")
-    spec = resolve_model(model)
+    spec = resolve_model(model, dtype=dtype, quantization=quantization, kv_cache_dtype=kv_cache_dtype)
     hw = resolve_hardware(hardware, hardware_config)
     chunks = [_chunk(p) for p in _items(prefill, "--prefill")]
     ctxs = [_int_tokens(c, "--decode", "context", 1) for c in _items(decode, "--decode")]

@@ -101,20 +101,65 @@ def resolve_engine(
     from servesim.latency.parallel import pp_layer_partition
 
     pp_layer_partition(model.num_layers, cfg.pipeline_parallel_size)  # vLLM refuses more stages than layers
-    # vLLM refuses a max_model_len above the model's max_position_embeddings (ModelConfig.get_and_verify_max_len).
-    if cfg.max_model_len is not None and cfg.max_model_len > model.max_position_embeddings:
-        raise ConfigError(f"--max-model-len {cfg.max_model_len}: above {model.name}'s max_position_embeddings "
-                          f"({model.max_position_embeddings}); vLLM refuses it")
+    derived = model.max_model_len
+    if cfg.max_model_len is not None and cfg.max_model_len > derived:
+        # vLLM _get_and_verify_max_len refuses to start (unless VLLM_ALLOW_LONG_MAX_MODEL_LEN=1).
+        raise ConfigError(
+            f"--max-model-len {cfg.max_model_len}: User-specified max_model_len ({cfg.max_model_len:,}) is greater than "
+            f"the derived max_model_len ({derived:,}; max_position_embeddings ({model.max_position_embeddings}) with "
+            f"rope_scaling in {model.name}'s config.json); vLLM refuses to start"
+        )
     return cfg.resolved(
         gpu_memory_gib=hardware.usable_memory_bytes / (1 << 30),
         gpu_name=hardware.name,
-        model_max_len=model.max_position_embeddings,
+        model_max_len=derived,
+    )
+
+
+def check_kv_capacity(engine: EngineConfig, model: ModelSpec, blocks: int) -> None:
+    """Raise ConfigError, as vLLM's check_enough_kv_cache_memory does at start-up, unless one
+    max_model_len request fits the KV cache of `blocks` blocks per GPU."""
+    bs, length = engine.block_size, int(engine.max_model_len or model.max_model_len)
+    need = -(-length // bs)
+    window = engine_sliding_window(model)
+    if window:
+        # vLLM SlidingWindowSpec.max_memory_usage_bytes: the window plus one step's tokens, and one block more.
+        need = min(need, -(-(window - 1 + int(engine.max_num_batched_tokens or length)) // bs) + 1)
+    if blocks >= need or blocks < 2:  # < 2 blocks: the engine's own one-line refusal (engine/simulator.py)
+        return
+    per_block = bs * model.kv_bytes_per_token_per_gpu(engine.tensor_parallel_size)
+    source = (f"--num-gpu-blocks-override {blocks}" if engine.num_gpu_blocks_override is not None
+              else f"gpu_memory_utilization={engine.gpu_memory_utilization}")
+    raise ConfigError(
+        f"KV cache holds {blocks * bs:,} tokens ({blocks:,} blocks of {bs}, {source}); max_model_len {length:,} needs "
+        f"{need:,} blocks: to serve at least one request with the model's max seq len ({length:,}), "
+        f"{need * per_block / (1 << 30):.2f} GiB KV cache is needed, which is larger than the available KV cache memory "
+        f"({blocks * per_block / (1 << 30):.2f} GiB); the estimated maximum model length is {blocks * bs:,}. "
+        f"Try increasing --gpu-memory-utilization or decreasing --max-model-len"
     )
 
 
 def kv_blocks_for(engine: EngineConfig, model: ModelSpec, hardware: Hardware) -> int:
     """KV blocks per GPU: the override when set, else vLLM's memory profile (engine/capacity.py)."""
     tp, pp = engine.tensor_parallel_size, engine.pipeline_parallel_size
+    weights, kv_token = model.weight_bytes, model.kv_bytes_per_token_per_gpu(tp)
+    if pp > 1:
+        # vLLM takes the smallest block count over the workers: the heaviest stage's layers, with one vocab matrix
+        # (embedding on the first stage, LM head on the last), each stage caching KV for its own layers only.
+        from servesim.latency.parallel import pp_layer_partition
+
+        frac = max(pp_layer_partition(model.num_layers, pp)) / model.num_layers
+        vocab = model.vocab_size * model.hidden_size * model.served_bytes
+        weights = (weights - model.embedding_params * model.served_bytes) * frac + vocab
+        kv_token = kv_token * frac
+    have = hardware.usable_memory_bytes * engine.gpu_memory_utilization
+    if weights / tp > have:
+        # vLLM fails loading the weights (CUDA out of memory), override or not.
+        raise ConfigError(
+            f"{model.name} does not fit on {hardware.name} at TP{tp}" + (f" PP{pp}" if pp > 1 else "") +
+            f": weights need {weights / tp / (1 << 30):.1f} GiB per GPU, {have / (1 << 30):.1f} GiB available at "
+            f"gpu_memory_utilization={engine.gpu_memory_utilization} (raise --tp or --gpu-memory-utilization, or quantise)"
+        )
     if engine.num_gpu_blocks_override is not None:
         n = engine.num_gpu_blocks_override
         # The engine keeps a few Python objects per KV block (engine/kv_cache.py), so the override is capped at
@@ -127,16 +172,6 @@ def kv_blocks_for(engine: EngineConfig, model: ModelSpec, hardware: Hardware) ->
                 f"{hardware.name}'s whole memory holds {fit:,} blocks of {engine.block_size} tokens of {model.name}'s KV cache"
             )
         return n
-    weights, kv_token = model.weight_bytes, model.kv_bytes_per_token_per_gpu(tp)
-    if pp > 1:
-        # vLLM takes the smallest block count over the workers: the heaviest stage's layers, with one vocab matrix
-        # (embedding on the first stage, LM head on the last), each stage caching KV for its own layers only.
-        from servesim.latency.parallel import pp_layer_partition
-
-        frac = max(pp_layer_partition(model.num_layers, pp)) / model.num_layers
-        vocab = model.vocab_size * model.hidden_size * model.weight_bytes_per_param
-        weights = (weights - model.embedding_params * model.weight_bytes_per_param) * frac + vocab
-        kv_token = kv_token * frac
     try:
         return num_gpu_blocks(
             gpu_memory_bytes=hardware.usable_memory_bytes,
@@ -308,6 +343,9 @@ def simulate(
     on_record: Callable[[RequestRecord], None] | None = None,
     keep_requests: bool = True,
     event_skipping: bool = True,
+    dtype: str = "auto",
+    quantization: str | None = None,
+    kv_cache_dtype: str = "auto",
     pp: int | None = None,
     enable_expert_parallel: bool | None = None,
     instances: int = 1,
@@ -340,6 +378,9 @@ def simulate(
     (exact ITL mean, approximate ITL percentiles). event_skipping changes speed, never answers
     (engine/skipping.py). pp / enable_expert_parallel (vLLM --pipeline-parallel-size, --enable-expert-parallel)
     override the engine's pipeline_parallel_size / enable_expert_parallel when given (latency/parallel.py).
+    dtype, quantization and kv_cache_dtype are vLLM's --dtype, --quantization and
+    --kv-cache-dtype (config/quant.py). Set-ups vLLM refuses at start-up raise ConfigError: max_model_len above
+    the model's derived maximum, a KV cache smaller than one max_model_len request, weights that do not fit.
     """
     from servesim.workload.spec import check_seed
 
@@ -362,6 +403,9 @@ def simulate(
     if cluster is not None or instances != 1 or data_parallel_size != 1 or prefill_instances or decode_instances or router is not None:
         from servesim.cluster_sim import cluster_from_args, simulate_cluster
 
+        if (dtype, quantization, kv_cache_dtype) != ("auto", None, "auto"):
+            raise ConfigError("--dtype/--quantization/--kv-cache-dtype: not yet supported for clusters (give a config.json "
+                              "with the format instead)")
         par = {k: v for k, v in (("pipeline_parallel_size", pp), ("enable_expert_parallel", enable_expert_parallel)) if v is not None}
         if par:  # every pool of a flag-built cluster runs the same engine: pp/EP go into its engine args
             engine = {**(engine.model_dump() if isinstance(engine, EngineConfig) else dict(engine or {})), **par}
@@ -375,11 +419,17 @@ def simulate(
             calibration=calibration, frontend_latency_s=frontend_latency_s, frontend_per_token_s=frontend_per_token_s,
             seed=seed, record_token_times=record_token_times, check_invariants=check_invariants,
             keep_requests=keep_requests, event_skipping=event_skipping, on_record=on_record)
-    spec = model if isinstance(model, ModelSpec) else load_model(model)
+    if isinstance(model, ModelSpec):
+        if (dtype, quantization, kv_cache_dtype) != ("auto", None, "auto"):
+            raise ConfigError("dtype/quantization/kv_cache_dtype: apply to a model name or path; a ModelSpec is already resolved")
+        spec = model
+    else:
+        spec = load_model(model, dtype=dtype, quantization=quantization, kv_cache_dtype=kv_cache_dtype)
     hw = hardware if isinstance(hardware, Hardware) else load_hardware(str(hardware), hardware_config)
     spec.check_tp(tp)
     eng = resolve_engine(engine, spec, hw, tp, {"pipeline_parallel_size": pp, "enable_expert_parallel": enable_expert_parallel})
     blocks = kv_blocks_for(eng, spec, hw)
+    check_kv_capacity(eng, spec, blocks)
     lm, cal = _latency(latency_model, overhead, calibration, spec, hw, tp, eng.async_scheduling, eng)
     if frontend_latency_s is None:
         frontend_latency_s = cal.frontend_latency_s if cal is not None else 0.0
@@ -428,6 +478,9 @@ def simulate(
             stages = {str(k): v for k, v in summarize_by_stage(records).items()}
     else:
         summary, stages = stream.summaries()
+    if stats.rejected:
+        # Requests refused one by one before the engine (vLLM's API answers 400), counted by reason.
+        summary["rejected_by_reason"] = dict(sorted(stats.rejected_by_reason.items()))
     summary["preemptions"] = stats.preemptions
     summary["kv_cache_peak_usage"] = stats.kv_peak_usage
     summary["prefix_cache_hit_rate"] = (
@@ -443,6 +496,8 @@ def simulate(
         "servesim_version": __version__,
         "model": spec.name,
         "model_source": spec.source,
+        "model_format": {"dtype": spec.dtype, "quantization": spec.quant_method or None, "kv_cache_dtype": spec.kv_cache_dtype,
+                         "weight_bytes": spec.weight_bytes, "max_model_len_derived": spec.max_model_len},
         "hardware": hw.name,
         "hardware_spec": {k: getattr(hw, k) for k in ("bf16_tflops", "fp8_tflops", "hbm_tb_s", "usable_memory_bytes", "nvlink_gb_s", "bw_efficiency", "per_layer_overhead_us")},
         "kernel_efficiency": kernel_provenance(hw),

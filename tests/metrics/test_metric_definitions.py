@@ -59,7 +59,8 @@ def test_per_request_row():
         "id": 7, "arrival_s": 0.0, "input_tokens": 100, "output_tokens": 4, "cached_tokens": 32,
         "ttft_ms": pytest.approx(10.0), "tpot_ms": pytest.approx(10.0), "e2e_ms": pytest.approx(40.0),
         "queue_ms": pytest.approx(2.0), "e2e_per_token_ms": pytest.approx(10.0), "preemptions": 1,
-        "stage": 2, "rejected": False,
+        "stage": 2, "rejected": False, "reject_reason": None,
     }
-    rejected = per_request(record(rejected=True))
+    rejected = per_request(record(rejected=True, reject_reason="max_model_len: 5000+10 > 4096"))
     assert rejected["ttft_ms"] is None and rejected["rejected"] is True
+    assert rejected["reject_reason"] == "max_model_len: 5000+10 > 4096"

@@ -17,6 +17,9 @@ TpOpt = typer.Option(1, "--tp", "-tp", "--tensor-parallel-size", help="Tensor-pa
 PpOpt = typer.Option(1, "--pipeline-parallel-size", "-pp", help="Pipeline-parallel stages (layers split over them, as vLLM).", min=1)
 EpOpt = typer.Option(False, "--enable-expert-parallel", help="MoE: spread whole experts over the TP × DP ranks instead of sharding each over TP.")
 LatencyModelOpt = typer.Option("calibrated", "--latency-model", help="calibrated (fitted on real runs, default), roofline-v2 (the seed's) or roofline-v2-corrected.")
+DtypeOpt = typer.Option("auto", "--dtype", help="auto | bfloat16 | float16 | float32 (vLLM: auto serves fp32 checkpoints in bfloat16).")
+QuantizationOpt = typer.Option(None, "--quantization", "-q", help="Quantisation method (vLLM names: fp8, awq, gptq, compressed-tensors, mxfp4, bitsandbytes; default: the config's quantization_config).")
+KvCacheDtypeOpt = typer.Option("auto", "--kv-cache-dtype", help="auto | fp8 | fp8_e4m3 | fp8_e5m2 (fp8 halves KV bytes; auto follows a config's kv_cache_scheme).")
 OverheadOpt = typer.Option("auto", "--overhead", help="none | fixed | per-layer (the seed's 100/500/250 µs × layers/TP) | per-layer:C | sqrt-layer:C | log-layer:C | per-layer-no-tp:C; auto = per-layer for roofline models, nothing extra for calibrated.")
 
 

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 
 from servesim.cli.common import (
-    HardwareConfigOpt, HardwareOpt, LatencyModelOpt, ModelOpt, OverheadOpt, EpOpt, PpOpt, TpOpt, check_files, echo_json, make_console, write_atomic, write_json_atomic,
+    DtypeOpt, HardwareConfigOpt, HardwareOpt, KvCacheDtypeOpt, LatencyModelOpt, ModelOpt, OverheadOpt, EpOpt, PpOpt, QuantizationOpt, TpOpt, check_files, echo_json, make_console, write_atomic, write_json_atomic,
 )
 from servesim.errors import ServesimError
 
@@ -29,6 +29,9 @@ def register(app: typer.Typer) -> None:
         tp: int = TpOpt,
         pp: int = PpOpt,
         enable_expert_parallel: bool = EpOpt,
+        dtype: str = DtypeOpt,
+        quantization: Optional[str] = QuantizationOpt,
+        kv_cache_dtype: str = KvCacheDtypeOpt,
         latency_model: str = LatencyModelOpt,
         overhead: str = OverheadOpt,
         frontend_latency_ms: Optional[float] = typer.Option(None, "--frontend-latency-ms", help="API-server/tokenisation time per request before the engine sees it (ms; counted in TTFT; default: the calibration's, else 0)."),
@@ -129,6 +132,7 @@ def register(app: typer.Typer) -> None:
                 hardware_config=hardware_config, calibration=calibration,
                 check_invariants=check_invariants, on_record=progress.advance, keep_requests=keep,
                 record_token_times=True if itl_samples else None, **cluster_kw,
+                dtype=dtype, quantization=quantization, kv_cache_dtype=kv_cache_dtype,
             )
             if steady_state:
                 from servesim.metrics.steady import steady_state_summary
@@ -270,7 +274,7 @@ def render_summary(result, wall_s: float | None = None) -> None:  # type: ignore
         table.add_row(label, *(f"{d[k]:,.2f}" if d[k] is not None else "–" for k in ("mean", "p50", "p90", "p95", "p99")))
     console.print(table)
     console.print(
-        f"completed {s['completed']:,} · rejected {s['rejected']:,} · preemptions {s['preemptions']:,} · "
+        f"completed {s['completed']:,} · rejected {s['rejected']:,}{_reasons(s)} · preemptions {s['preemptions']:,} · "
         f"duration {s['duration_s']:,.1f} s · {s['requests_per_s']:.2f} req/s · {s['output_tokens_per_s']:,.0f} output tok/s · "
         f"{s['total_tokens_per_s']:,.0f} total tok/s · KV peak {100 * s['kv_cache_peak_usage']:.1f} % · "
         f"prefix-cache hits {100 * s['prefix_cache_hit_rate']:.1f} % · {s['engine_steps']:,} steps"
@@ -283,3 +287,7 @@ def _parallel_tag(engine: dict) -> str:
     """' PP2 EP' style suffix for the header (empty at PP 1 without expert parallelism)."""
     pp = engine.get("pipeline_parallel_size", 1)
     return (f" PP{pp}" if pp > 1 else "") + (" EP" if engine.get("enable_expert_parallel") else "")
+def _reasons(summary: dict) -> str:
+    """' (max_model_len 3)': why requests were rejected, when any were."""
+    by = summary.get("rejected_by_reason") or {}
+    return f" ({', '.join(f'{k} {v:,}' for k, v in by.items())})" if by else ""

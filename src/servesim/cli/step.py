@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from servesim.cli.common import EpOpt, HardwareConfigOpt, HardwareOpt, LatencyModelOpt, ModelOpt, OverheadOpt, PpOpt, TpOpt
+from servesim.cli.common import DtypeOpt, EpOpt, HardwareConfigOpt, HardwareOpt, KvCacheDtypeOpt, LatencyModelOpt, ModelOpt, OverheadOpt, PpOpt, QuantizationOpt, TpOpt
 from servesim.errors import ConfigError
 
 DEFAULT_PREFILL = ["512"]
@@ -44,6 +44,9 @@ def register(app: typer.Typer) -> None:
         hardware: str = HardwareOpt,
         hardware_config: Optional[Path] = HardwareConfigOpt,
         tp: int = TpOpt,
+        dtype: str = DtypeOpt,
+        quantization: Optional[str] = QuantizationOpt,
+        kv_cache_dtype: str = KvCacheDtypeOpt,
         pp: int = PpOpt,
         enable_expert_parallel: bool = EpOpt,
         prefill: Optional[list[str]] = typer.Option(None, "--prefill", help="A prefill chunk LEN[@CTX]; repeat for more requests."),
@@ -63,7 +66,7 @@ def register(app: typer.Typer) -> None:
             prefill, decode = DEFAULT_PREFILL, DEFAULT_DECODE
         chunks = [parse_prefill(p) for p in prefill or []]
         ctxs = [c for d in decode or [] for c in parse_decode(d)]
-        spec = resolve_model(model)
+        spec = resolve_model(model, dtype=dtype, quantization=quantization, kv_cache_dtype=kv_cache_dtype)
         hw = resolve_hardware(hardware, hardware_config)
         from servesim.api import _parallel_kwargs
 
@@ -75,6 +78,8 @@ def register(app: typer.Typer) -> None:
             "model": spec.name,
             "hardware": hw.name,
             "kernel_efficiency": kernel_provenance(hw),
+            "model_format": {"dtype": spec.dtype, "quantization": spec.quant_method or None, "kv_cache_dtype": spec.kv_cache_dtype,
+                             "weight_bytes": spec.weight_bytes},
             "tp": tp,
             "pipeline_parallel_size": pp,
             "enable_expert_parallel": enable_expert_parallel,
@@ -120,7 +125,8 @@ def _render(payload: dict, spec, hw) -> None:  # type: ignore[no-untyped-def]
         desc.append(f"{len(ctx)} decode (ctx {min(ctx)}–{max(ctx)})" if min(ctx) != max(ctx) else f"{len(ctx)} decode x ctx {ctx[0]}")
     console.print(
         f"[bold]{spec.name}[/] on [bold]{hw.name}[/] TP{payload['tp']}{_parallel_tag(payload)} · {payload['latency_model']} · overhead {payload['overhead']}\n"
-        f"weights {spec.weight_bytes / 1e9:.2f} GB · KV {spec.kv_bytes_per_token:,.0f} B/token · step: {'; '.join(desc)}"
+        f"weights {spec.weight_bytes / 1e9:.2f} GB ({' '.join(filter(None, (spec.dtype, spec.quant_method)))}) · "
+        f"KV {spec.kv_bytes_per_token:,.0f} B/token (kv-cache-dtype {spec.kv_cache_dtype}) · step: {'; '.join(desc)}"
         f"\n{payload['kernel_efficiency']}"
     )
     table = Table(show_lines=False)

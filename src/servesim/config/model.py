@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from servesim.config import bundled
+from servesim.config import bundled, quant
 from servesim.config.jsonfile import read_json
 from servesim.errors import ConfigError
 
@@ -29,10 +29,6 @@ DTYPE_BYTES: dict[str, float] = {
     "int4": 0.5,
     "nf4": 0.5,
 }
-
-# Bytes per weight for `quantization_config.quant_method` values that fix the width.
-QUANT_METHOD_BYTES: dict[str, float] = {"fp8": 1.0, "fbgemm_fp8": 1.0, "awq": 0.5, "gptq": 0.5, "bitsandbytes": 0.5}
-
 
 @dataclass(frozen=True, slots=True)
 class Gemm:
@@ -80,6 +76,16 @@ class ModelSpec:
     sliding_window: int = 0  # 0 = every layer is full attention
     num_sliding_layers: int = 0
     source: str = ""
+    # How vLLM stores it (config/quant.py); 0 = the same as weight_bytes_per_param (an unquantised model).
+    model_type: str = ""
+    quant_method: str = ""  # "" = unquantised: every weight at weight_bytes_per_param
+    served_bytes_per_param: float = 0.0  # the served dtype (embeddings, norms, unquantised layers)
+    expert_bytes_per_param: float = 0.0  # routed MoE experts
+    lm_head_bytes_per_param: float = 0.0
+    compute_bytes_per_param: float = 0.0  # width of the GEMM math (1 = FP8/INT8 tensor cores)
+    unquantised: frozenset[tuple[int, str]] = frozenset()  # (layer, gemm) kept at the served dtype (ignore lists)
+    kv_cache_dtype: str = "auto"
+    derived_max_model_len: int = 0  # vLLM's derived max_model_len; 0 = max_position_embeddings
 
     # ---- derived sizes -------------------------------------------------------------------------
     @property
@@ -187,10 +193,62 @@ class ModelSpec:
         """Parameters one token touches (top-k experts only for MoE)."""
         return self._params(active_only=True)
 
+    # ---- bytes by module class ---------------------------------------------------------------------
+    @property
+    def served_bytes(self) -> float:
+        """Bytes per element of the served dtype (embeddings, norms, layers a quantisation leaves alone)."""
+        return self.served_bytes_per_param or self.weight_bytes_per_param
+
+    @property
+    def gemm_compute_bytes(self) -> float:
+        """Operand width of the GEMM math in bytes (selects the FP8 or the 16-bit tensor-core peak)."""
+        return self.compute_bytes_per_param or self.weight_bytes_per_param
+
+    @property
+    def lm_head_bytes(self) -> float:
+        """Bytes per LM-head weight."""
+        return self.lm_head_bytes_per_param or self.weight_bytes_per_param
+
+    def layer_gemm_bytes(self, g: Gemm, layer: int) -> float:
+        """Bytes per weight of GEMM g in one layer (router and ignored modules at the served dtype)."""
+        if not self.quant_method:
+            return self.weight_bytes_per_param
+        # vLLM builds MoE routers with quant_config=None (mixtral.py, qwen*_moe.py, deepseek_v2.py, gpt_oss.py).
+        if g.name == "router" or (layer, g.name) in self.unquantised:
+            return self.served_bytes
+        return (self.expert_bytes_per_param or self.weight_bytes_per_param) if g.experts > 1 else self.weight_bytes_per_param
+
+    def gemm_bytes_per_param(self, g: Gemm) -> float:
+        """Bytes per weight of GEMM g averaged over the layers that have it (for the latency models)."""
+        if not self.quant_method:
+            return self.weight_bytes_per_param
+        moe = g.experts > 1 or g.name.startswith(("expert_", "shared_", "router"))
+        layers = range(self.num_dense_layers, self.num_layers) if moe and self.is_moe else range(self.num_layers)
+        if g.name in ("gate", "up", "down") and self.is_moe:
+            layers = range(self.num_dense_layers)
+        if not layers:
+            return self.layer_gemm_bytes(g, 0)
+        return sum(self.layer_gemm_bytes(g, i) for i in layers) / len(layers)
+
     @property
     def weight_bytes(self) -> float:
-        """Bytes of all weights (quantised width for linear layers; embeddings at the same width)."""
-        return self.param_count * self.weight_bytes_per_param
+        """Bytes of all weights: each module class at its stored width, scales and zero points included."""
+        if not self.quant_method:
+            return self.param_count * self.weight_bytes_per_param
+        act = self.served_bytes
+        head = 0 if self.tie_word_embeddings else self.vocab_size * self.hidden_size
+        total = self.vocab_size * self.hidden_size * act + head * self.lm_head_bytes + self.hidden_size * act
+        dense = self.num_layers - self.num_moe_layers
+        for i in range(self.num_layers):
+            total += 2 * self.hidden_size * act  # two norm weight vectors
+            for g in self.attention_gemms() + self.mlp_gemms(i >= dense):
+                total += g.k * g.n * g.experts * self.layer_gemm_bytes(g, i)
+        return total
+
+    @property
+    def max_model_len(self) -> int:
+        """vLLM's derived max_model_len (tokens): max_position_embeddings scaled by rope_scaling."""
+        return self.derived_max_model_len or self.max_position_embeddings
 
     @property
     def kv_elements_per_token_per_layer(self) -> int:
@@ -266,34 +324,61 @@ def _int(cfg: dict[str, Any], key: str, where: str, *, required: bool = True, de
     return value
 
 
-def _weight_bytes_per_param(cfg: dict[str, Any], dtype: str, where: str) -> float:
-    quant = cfg.get("quantization_config")
-    if isinstance(quant, dict):
-        method = str(quant.get("quant_method", "")).lower()
-        if method in QUANT_METHOD_BYTES and method not in ("awq", "gptq"):
-            return QUANT_METHOD_BYTES[method]
-        bits = quant.get("bits") or quant.get("w_bit")
-        groups = quant.get("config_groups") or {}
-        if not isinstance(groups, dict):
-            raise ConfigError(f"{where}: field 'quantization_config.config_groups'={short(groups)} must be an object")
-        for name, group in groups.items():
-            weights = group.get("weights") if isinstance(group, dict) else None
-            if not isinstance(group, dict) or not isinstance(weights or {}, dict):
-                raise ConfigError(f"{where}: field 'quantization_config.config_groups.{name}' must be an object with a 'weights' object")
-            bits = bits or (weights or {}).get("num_bits")
-        if isinstance(bits, bool) or (isinstance(bits, (int, float)) and not (math.isfinite(bits) and 0 < bits <= 32)):
-            raise ConfigError(f"{where}: field 'quantization_config' bits={bits!r} must be a number of bits in (0, 32]")
-        if isinstance(bits, (int, float)) and bits > 0:
-            return float(bits) / 8.0
-        if method in QUANT_METHOD_BYTES:
-            return QUANT_METHOD_BYTES[method]
-    if dtype not in DTYPE_BYTES:
-        raise ConfigError(f"{where}: field 'torch_dtype'={dtype!r} is not one of {', '.join(sorted(DTYPE_BYTES))}")
-    return DTYPE_BYTES[dtype]
+# Keys vLLM reads for the longest context (_get_and_verify_max_len), smallest wins.
+_MAX_LEN_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "max_sequence_length", "max_seq_length", "seq_len")
+
+# HF module names of each GEMM inside a decoder layer, matched against ignore lists.
+_MODULE_NAMES: dict[str, tuple[str, ...]] = {
+    "q": ("self_attn.q_proj",), "k": ("self_attn.k_proj",), "v": ("self_attn.v_proj",), "o": ("self_attn.o_proj",),
+    "q_a": ("self_attn.q_a_proj",), "q_b": ("self_attn.q_b_proj",), "kv_a": ("self_attn.kv_a_proj_with_mqa",),
+    "kv_b": ("self_attn.kv_b_proj",),
+    "gate": ("mlp.gate_proj", "feed_forward.gate_proj"), "up": ("mlp.up_proj", "feed_forward.up_proj"),
+    "down": ("mlp.down_proj", "feed_forward.down_proj"),
+    "expert_gate": ("mlp.experts.0.gate_proj", "block_sparse_moe.experts.0.w1", "feed_forward.experts.gate_up_proj", "mlp.experts.gate_up_proj"),
+    "expert_up": ("mlp.experts.0.up_proj", "block_sparse_moe.experts.0.w3", "feed_forward.experts.gate_up_proj", "mlp.experts.gate_up_proj"),
+    "expert_down": ("mlp.experts.0.down_proj", "block_sparse_moe.experts.0.w2", "feed_forward.experts.down_proj", "mlp.experts.down_proj"),
+    "shared_gate": ("mlp.shared_experts.gate_proj", "mlp.shared_expert.gate_proj", "feed_forward.shared_expert.gate_proj"),
+    "shared_up": ("mlp.shared_experts.up_proj", "mlp.shared_expert.up_proj", "feed_forward.shared_expert.up_proj"),
+    "shared_down": ("mlp.shared_experts.down_proj", "mlp.shared_expert.down_proj", "feed_forward.shared_expert.down_proj"),
+}
+_LAYER_PREFIXES = ("model.layers.{i}.", "language_model.model.layers.{i}.", "model.language_model.layers.{i}.")
 
 
-def spec_from_config(cfg: dict[str, Any], name: str, where: str = "config.json") -> ModelSpec:
-    """Build a ModelSpec from a parsed HF config dict (configs nested under `text_config` are pivoted)."""
+def derived_max_len(cfg: dict[str, Any], where: str) -> int:
+    """vLLM's derived max_model_len (_get_and_verify_max_len): the smallest length key, times the rope factor."""
+    lengths = [cfg[k] for k in _MAX_LEN_KEYS if isinstance(cfg.get(k), int) and not isinstance(cfg.get(k), bool) and cfg[k] > 0]
+    derived = float(min(lengths)) if lengths else 2048.0  # vLLM's default when no key is present
+    rs = cfg.get("rope_scaling")
+    if isinstance(rs, dict) and isinstance(rs.get("factor"), (int, float)) and not isinstance(rs.get("factor"), bool):
+        kind = str(rs.get("rope_type", rs.get("type", "")))
+        # vLLM leaves su/longrope/llama3 lengths alone; yarn scales original_max_position_embeddings.
+        if kind not in ("su", "longrope", "llama3", "mrope", "default"):
+            if kind == "yarn" and isinstance(rs.get("original_max_position_embeddings"), int):
+                derived = float(rs["original_max_position_embeddings"])
+            derived *= float(rs["factor"])
+    if not math.isfinite(derived) or derived < 1 or derived > MAX_CONFIG_INT:
+        raise ConfigError(f"{where}: derived max_model_len {derived!r} (max_position_embeddings x rope_scaling.factor) is out of range")
+    return int(derived)
+
+
+def _unquantised(fmt: quant.WeightFormat, spec: "ModelSpec") -> frozenset[tuple[int, str]]:
+    """(layer, gemm) pairs an ignore list keeps at the served dtype."""
+    if not fmt.ignore:
+        return frozenset()
+    out = set()
+    dense = spec.num_layers - spec.num_moe_layers
+    for i in range(spec.num_layers):
+        for g in spec.attention_gemms() + spec.mlp_gemms(i >= dense):
+            names = [p.format(i=i) + m for p in _LAYER_PREFIXES for m in _MODULE_NAMES.get(g.name, ())]
+            if any(quant.matches(n, fmt.ignore) for n in names):
+                out.add((i, g.name))
+    return frozenset(out)
+
+
+def spec_from_config(cfg: dict[str, Any], name: str, where: str = "config.json", *, dtype: str = "auto",
+                     quantization: str | None = None, kv_cache_dtype: str = "auto") -> ModelSpec:
+    """Build a ModelSpec from a parsed HF config dict as vLLM would serve it (`--dtype`, `--quantization`,
+    `--kv-cache-dtype`); configs nested under `text_config` are pivoted."""
     if not isinstance(cfg, dict):
         raise ConfigError(f"{where}: expected a JSON object, got {type(cfg).__name__}")
     text = cfg.get("text_config")
@@ -316,9 +401,15 @@ def spec_from_config(cfg: dict[str, Any], name: str, where: str = "config.json")
     # not guessed (4 x hidden, 32000 would silently mis-size the weights).
     ff = _int(cfg, "intermediate_size", where)
     vocab = _int(cfg, "vocab_size", where)
-    dtype = str(cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16").replace("torch.", "")
-    wbytes = _weight_bytes_per_param(cfg, dtype, where)
-    kv_bytes = DTYPE_BYTES.get(dtype, 2.0) if DTYPE_BYTES.get(dtype, 2.0) >= 2 else 2.0  # KV stays 16-bit unless kv_cache_dtype says otherwise
+    config_dtype = str(cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16").replace("torch.", "")
+    if config_dtype not in DTYPE_BYTES:
+        raise ConfigError(f"{where}: field 'torch_dtype'={config_dtype!r} is not one of {', '.join(sorted(DTYPE_BYTES))}")
+    model_type = str(cfg.get("model_type", "") or "")
+    served = quant.served_dtype(config_dtype, dtype, model_type, where)
+    act = quant.SERVED_DTYPES[served]
+    fmt = quant.weight_format(cfg, quantization, act, where)
+    kv_dtype, kv_bytes = quant.kv_cache_bytes(kv_cache_dtype, act, cfg.get("quantization_config"), where)
+    tied_default = model_type in quant.TIED_BY_DEFAULT  # the HF config class's default when the key is absent
     experts = _int(cfg, "num_local_experts", where, required=False, default=0, minimum=0) or _int(
         cfg, "num_experts", where, required=False, default=0, minimum=0
     ) or _int(cfg, "n_routed_experts", where, required=False, default=0, minimum=0)
@@ -341,7 +432,7 @@ def spec_from_config(cfg: dict[str, Any], name: str, where: str = "config.json")
             raise ConfigError(f"{where}: field 'num_experts_per_tok'={topk} must be between 1 and {experts}")
     kv_lora = _int(cfg, "kv_lora_rank", where, required=False, default=0, minimum=0)
     window, sliding = _sliding_layers(cfg, layers, where)
-    return ModelSpec(
+    spec = ModelSpec(
         name=name,
         num_layers=layers,
         hidden_size=hidden,
@@ -350,9 +441,9 @@ def spec_from_config(cfg: dict[str, Any], name: str, where: str = "config.json")
         head_dim=head_dim,
         intermediate_size=ff,
         vocab_size=vocab,
-        tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-        dtype=dtype,
-        weight_bytes_per_param=wbytes,
+        tie_word_embeddings=bool(cfg.get("tie_word_embeddings", tied_default)),
+        dtype=served,
+        weight_bytes_per_param=fmt.linear,
         kv_bytes_per_element=kv_bytes,
         max_position_embeddings=_int(cfg, "max_position_embeddings", where, required=False, default=4096),
         num_experts=experts,
@@ -370,7 +461,18 @@ def spec_from_config(cfg: dict[str, Any], name: str, where: str = "config.json")
         sliding_window=window,
         num_sliding_layers=sliding,
         source=where,
+        model_type=model_type,
+        quant_method=fmt.method,
+        served_bytes_per_param=act,
+        expert_bytes_per_param=fmt.experts,
+        lm_head_bytes_per_param=fmt.lm_head,
+        compute_bytes_per_param=fmt.compute,
+        kv_cache_dtype=kv_dtype,
+        derived_max_model_len=derived_max_len(cfg, where),
     )
+    if fmt.ignore:
+        spec = replace(spec, unquantised=_unquantised(fmt, spec))
+    return spec
 
 
 def _sliding_layers(cfg: dict[str, Any], layers: int, where: str) -> tuple[int, int]:
@@ -395,8 +497,11 @@ def _sliding_layers(cfg: dict[str, Any], layers: int, where: str) -> tuple[int, 
     return window, layers  # Mistral v0.1 / Mixtral-style: every layer uses the window (vLLM keeps it on by default)
 
 
-def load_model(model: str | Path) -> ModelSpec:
-    """Resolve a bundled name, a Hugging Face id or a path (folder or config.json) to a ModelSpec."""
+def load_model(model: str | Path, *, dtype: str = "auto", quantization: str | None = None,
+               kv_cache_dtype: str = "auto") -> ModelSpec:
+    """Resolve a bundled name, a Hugging Face id or a path (folder or config.json) to a ModelSpec, served
+    with vLLM's --dtype, --quantization and --kv-cache-dtype."""
+    opts = {"dtype": dtype, "quantization": quantization, "kv_cache_dtype": kv_cache_dtype}
     text = str(model)
     if not text.strip():
         raise ConfigError(f"--model {model!r}: expected a bundled model name, a Hugging Face id, a config.json path or a ModelSpec")
@@ -404,12 +509,12 @@ def load_model(model: str | Path) -> ModelSpec:
     if path.is_dir():
         path = path / "config.json"
     if path.is_file():
-        return _read_config(path, path.parent.name if path.name == "config.json" else path.stem)
+        return _read_config(path, path.parent.name if path.name == "config.json" else path.stem, opts)
     if path.suffix == ".json" or text.startswith((".", "/", "~")):
         raise ConfigError(f"--model {text}: no such file or folder")
     name = bundled.resolve_model_name(text)
-    return _read_config(bundled.model_config_path(name), name)
+    return _read_config(bundled.model_config_path(name), name, opts)
 
 
-def _read_config(path: Path, name: str) -> ModelSpec:
-    return spec_from_config(read_json(path, str(path)), name, str(path))
+def _read_config(path: Path, name: str, opts: dict[str, Any]) -> ModelSpec:
+    return spec_from_config(read_json(path, str(path)), name, str(path), **opts)

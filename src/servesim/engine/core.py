@@ -58,9 +58,16 @@ class EngineCore:
         self.decode_tokens = 0
         self.completed = 0
         self.rejected = 0
+        self.rejected_by_reason: dict[str, int] = {}  # 'max_model_len' (the API's 400), 'kv_capacity', ...
         self._out = None  # the step in flight: SchedulerOutput (exact path) or None (lazy path)
         self._lazy = False
         self._t0 = 0.0
+
+    def _reject(self, reason: str) -> None:
+        """Count one rejection under its reason's key (the text before ':')."""
+        self.rejected += 1
+        key = reason.split(":", 1)[0]
+        self.rejected_by_reason[key] = self.rejected_by_reason.get(key, 0) + 1
 
     def admit(self, spec: RequestSpec) -> EngineRequest | None:
         """Hand one request to the engine: queue it (returned) or reject it at once (None)."""
@@ -74,7 +81,7 @@ class EngineCore:
         if reason:
             rec.rejected = True
             rec.reject_reason = reason
-            self.rejected += 1
+            self._reject(reason)
             # The frontend rejects at arrival + frontend latency; the engine never sees the request.
             self.emit(spec, rec, spec.arrival_s + self.reject_delay_s)
             return None
@@ -94,7 +101,7 @@ class EngineCore:
         if reason:
             rec.rejected = True
             rec.reject_reason = reason
-            self.rejected += 1
+            self._reject(reason)
             self.emit(spec, rec, spec.arrival_s)
             return None
         req = EngineRequest(spec, rec, self.bs, self.uid)

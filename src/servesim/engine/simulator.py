@@ -22,6 +22,7 @@ class EngineStats:
     steps: int = 0
     preemptions: int = 0
     rejected: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)  # 'max_model_len' (API 400), 'kv_capacity', ...
     completed: int = 0
     duration_s: float = 0.0  # clock when the run ended
     busy_s: float = 0.0  # sum of step times
@@ -125,6 +126,7 @@ def core_stats(core: EngineCore, stats: EngineStats, now: float) -> EngineStats:
     sched = core.sched
     stats.steps = core.steps
     stats.rejected = core.rejected
+    stats.rejected_by_reason = dict(core.rejected_by_reason)
     stats.completed = core.completed
     stats.preemptions = sched.num_preemptions
     stats.duration_s = now

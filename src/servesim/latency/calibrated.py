@@ -99,7 +99,7 @@ class StepFeatures:
                                      data_parallel=self.data_parallel)
         self._variant = attn.is_variant(m)
         self.tables = self._rc.tables  # the H100 tables as this GPU reads them (transfer.py)
-        self.peak = self.hardware.peak_flops(m.weight_bytes_per_param)
+        self.peak = self.hardware.peak_flops(m.gemm_compute_bytes)  # 16-bit math for weight-only formats
         self.attn_peak = self.hardware.bf16_flops
         self.bw = self.hardware.hbm_bytes_per_s
         self.kv_token = m.kv_bytes_per_token_per_gpu(self.tp)
@@ -134,7 +134,7 @@ class StepFeatures:
         mem, comp = layers
         lm = self._lm_head.get(seqs)
         if lm is None:
-            b = self.model.weight_bytes_per_param
+            b = self.model.lm_head_bytes
             k, n = self._lm
             eff = self.tables.gemm.efficiency(seqs, k, n, exact=True)
             lc, lb = 2.0 * seqs * k * n / (self.peak * eff), k * n * b

@@ -360,10 +360,11 @@ class RooflineCorrected:
         m = self.model
         if self.expert_parallel not in (1, self.tp * self.data_parallel):
             raise ValueError(f"expert_parallel={self.expert_parallel}: must be 1 or TP × DP = {self.tp * self.data_parallel}")
-        self.peak = self.hardware.peak_flops(m.weight_bytes_per_param)  # FP8 path for 1-byte weights
+        # FP8 path for W8A8 (1-byte operands); weight-only int4/mxfp4 dequantise and multiply in 16-bit (config/quant.py).
+        self.peak = self.hardware.peak_flops(m.gemm_compute_bytes)
         # The H100 tables as this GPU reads them (transfer.py): the same bits on an H100.
         self.tables: KernelTables | TransferredTables
-        self.tables, self.transfer = tables_for(self.hardware, m.weight_bytes_per_param)
+        self.tables, self.transfer = tables_for(self.hardware, m.gemm_compute_bytes)
         self.attn_peak = self.hardware.bf16_flops  # attention runs on a 16-bit KV cache
         eta = self.hardware.bw_efficiency if self.bw_efficiency is None else self.bw_efficiency
         self.bw = self.hardware.hbm_bytes_per_s * eta
@@ -380,6 +381,8 @@ class RooflineCorrected:
                               * ATTN_TABLE_PEAK_FLOPS / self.attn_peak)
         if not self.transfer.identity:
             self._decode_scale /= self.transfer.attn_r
+        # The table's kernel read a 16-bit KV cache; the memory-bound kernel's time scales with the KV bytes (FP8 KV: half).
+        self._decode_scale *= m.kv_bytes_per_element / 2.0
         self._segments = tuple(zip((0, *self._marginals.bounds), (*self._marginals.bounds, None)))
         # step_time() fast path.
         self._rows = _Rows(self._fill_row)
@@ -408,7 +411,7 @@ class RooflineCorrected:
 
     def _gemm(self, g: Gemm, m_tokens: int) -> tuple[float, float, float, float]:
         """(seconds, FLOPs, weight bytes, compute-only seconds) of one layer's GEMM of this shape on one GPU."""
-        b = self.model.weight_bytes_per_param
+        b = self.model.gemm_bytes_per_param(g)  # stored width of this module class (experts may differ)
         if g.experts > 1 and self.expert_parallel > 1:
             return self._ep_gemm(g, m_tokens)
         k, n = self._sharded(g)
@@ -430,7 +433,7 @@ class RooflineCorrected:
 
     def _ep_gemm(self, g: Gemm, m_tokens: int) -> tuple[float, float, float, float]:
         """_gemm for an expert GEMM under expert parallelism: whole (unsharded) experts, E / EP per rank."""
-        b, ep = self.model.weight_bytes_per_param, self.expert_parallel
+        b, ep = self.model.gemm_bytes_per_param(g), self.expert_parallel
         # vLLM determine_expert_map: E // EP experts per rank, one more on the first E % EP ranks (the busiest rank).
         local = -(-g.experts // ep)
         # Uniform routing assumption: each of the tokens × DP × top_k picks lands on any expert with probability 1 / E.
@@ -498,7 +501,7 @@ class RooflineCorrected:
             # vLLM computes logits for the last scheduled token of every request in the step.
             k, n = m.hidden_size, max(1, m.vocab_size // tp)
             eff = self.tables.gemm.efficiency(seqs, k, n, exact=True)
-            lf, lb = 2.0 * seqs * k * n, k * n * m.weight_bytes_per_param
+            lf, lb = 2.0 * seqs * k * n, k * n * m.lm_head_bytes
             lc, lm = lf / (self.peak * eff), lb / self.bw
             comps.append(Component("lm_head", lf, lb, lc, lm, max(lc, lm), "compute" if lc >= lm else "memory"))
         if self.include_tp_comm and tp > 1:
@@ -553,7 +556,7 @@ class RooflineCorrected:
             if lm is None:
                 k, n = m.hidden_size, max(1, m.vocab_size // tp)
                 eff = self.tables.gemm.efficiency(seqs, k, n, exact=True)
-                lc, lmem = 2.0 * seqs * k * n / (self.peak * eff), k * n * m.weight_bytes_per_param / self.bw
+                lc, lmem = 2.0 * seqs * k * n / (self.peak * eff), k * n * m.lm_head_bytes / self.bw
                 lm = self._lm_s[seqs] = max(lc, lmem)
             gpu += lm
         if self.include_tp_comm and tp > 1:

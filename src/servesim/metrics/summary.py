@@ -189,4 +189,5 @@ def per_request(record: RequestRecord) -> dict[str, Any]:
         "preemptions": record.preemptions,
         "stage": record.stage,
         "rejected": record.rejected,
+        "reject_reason": record.reject_reason or None,
     }
