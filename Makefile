@@ -27,7 +27,7 @@ clean:
 # Cost knobs: fixed-point iterations and seconds replayed per load stage in the fits (scoring always replays whole
 # runs). 6 / 300 (the 5-model settings) were too slow with 9 folds and inference-perf-trainval on 2 busy cores; the
 # fit window is cut to 60 s (the stages stay). Measured: 4 iterations / 60 s took 22 min 54 s wall in all.
-ACCURACY_ITERATIONS ?= 6
+ACCURACY_ITERATIONS ?= 4
 ACCURACY_FIT_WINDOW ?= 60
 accuracy: $(VENV)/.installed
 	mkdir -p docs/accuracy

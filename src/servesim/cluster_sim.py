@@ -96,7 +96,7 @@ def simulate_cluster(
     on_record: Any = None,
 ):  # type: ignore[no-untyped-def]
     """Simulate pools of vLLM instances behind a router (optionally prefill/decode pools joined by a KV link)."""
-    from servesim.simulation import STREAM_REL_ERROR, RunResult, _Stream, _workload_source
+    from servesim.simulation import STREAM_REL_ERROR, RunResult, _Stream, client_source
 
     router = router or RouterConfig()
     configs, described, cal = build_instances(pools, latency_model, overhead, calibration)
@@ -105,23 +105,8 @@ def simulate_cluster(
         link = link_preset(link, min(d["nvlink_gb_s"] for d in described))
     if pd and link is None:
         link = link_preset("rdma", 0.0)
-    if frontend_latency_s is None:
-        frontend_latency_s = cal.frontend_latency_s if cal is not None else 0.0
-    if frontend_per_token_s is None:
-        frontend_per_token_s = cal.frontend_per_token_s if cal is not None else 0.0
-    for flag, v in (("--frontend-latency-ms", frontend_latency_s), ("frontend_per_token_s", frontend_per_token_s)):
-        if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-            raise ConfigError(f"{flag}: {v!r} s must be a finite number >= 0")
-    source, wl = _workload_source(workload, seed)
-    from servesim.workload.sources import ClosedLoopListSource, ClosedLoopSource
-
-    closed_loop = isinstance(source, (ClosedLoopSource, ClosedLoopListSource))
-    if frontend_latency_s or frontend_per_token_s:
-        from servesim.workload.frontend import FrontendSource
-
-        # Modelling assumption: each pod's API server delays the request before its engine sees it; the router
-        # decides at hand-over time and adds no latency of its own.
-        source = FrontendSource(source, frontend_latency_s, frontend_per_token_s)
+    source, wl, closed_loop, frontend_latency_s, frontend_per_token_s = client_source(
+        workload, seed, cal, frontend_latency_s, frontend_per_token_s)
     if record_token_times is None:
         record_token_times = keep_requests
     records: list = []

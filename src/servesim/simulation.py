@@ -324,6 +324,32 @@ def check_run(
     _latency(latency_model, overhead, calibration, spec, hw, tp, eng.async_scheduling)
 
 
+def client_source(workload: Any, seed: int | None, cal: Any, frontend_latency_s: float | None,
+                  frontend_per_token_s: float | None) -> tuple[RequestSource, dict[str, Any] | None, bool, float, float]:
+    """(source, its description, closed loop?, front-end s, front-end s/token): the workload's requests as the
+    engine (or the cluster's router) sees them, after the API server's delay (None = the calibration's, else 0)."""
+    if frontend_latency_s is None:
+        frontend_latency_s = cal.frontend_latency_s if cal is not None else 0.0
+    if frontend_per_token_s is None:
+        frontend_per_token_s = cal.frontend_per_token_s if cal is not None else 0.0
+    for flag, v, most in (("--frontend-latency-ms", frontend_latency_s, MAX_FRONTEND_S), ("frontend_per_token_s", frontend_per_token_s, MAX_FRONTEND_PER_TOKEN_S)):
+        if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            raise ConfigError(f"{flag}: {v!r} s must be a finite number >= 0")
+        if v > most:
+            raise ConfigError(f"{flag}: {v!r} s must be <= {most:g} s")
+    source, described = _workload_source(workload, seed)
+    from servesim.workload.sources import ClosedLoopListSource, ClosedLoopSource
+
+    closed_loop = isinstance(source, (ClosedLoopSource, ClosedLoopListSource))
+    if frontend_latency_s or frontend_per_token_s:
+        from servesim.workload.frontend import FrontendSource
+
+        # The API server delays each request before the engine sees it (workload/frontend.py); in a cluster each
+        # pod's API server does, and the router decides at hand-over time, adding no latency of its own.
+        source = FrontendSource(source, frontend_latency_s, frontend_per_token_s)
+    return source, described, closed_loop, frontend_latency_s, frontend_per_token_s
+
+
 def simulate(
     model: str | Path | ModelSpec = "llama-2-7b-hf",
     hardware: str | Path | Hardware = "H100",
@@ -431,24 +457,8 @@ def simulate(
     blocks = kv_blocks_for(eng, spec, hw)
     check_kv_capacity(eng, spec, blocks)
     lm, cal = _latency(latency_model, overhead, calibration, spec, hw, tp, eng.async_scheduling, eng)
-    if frontend_latency_s is None:
-        frontend_latency_s = cal.frontend_latency_s if cal is not None else 0.0
-    if frontend_per_token_s is None:
-        frontend_per_token_s = cal.frontend_per_token_s if cal is not None else 0.0
-    for flag, v, most in (("--frontend-latency-ms", frontend_latency_s, MAX_FRONTEND_S), ("frontend_per_token_s", frontend_per_token_s, MAX_FRONTEND_PER_TOKEN_S)):
-        if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-            raise ConfigError(f"{flag}: {v!r} s must be a finite number >= 0")
-        if v > most:
-            raise ConfigError(f"{flag}: {v!r} s must be <= {most:g} s")
-    source, described = _workload_source(workload, seed)
-    from servesim.workload.sources import ClosedLoopListSource, ClosedLoopSource
-
-    closed_loop = isinstance(source, (ClosedLoopSource, ClosedLoopListSource))
-    if frontend_latency_s or frontend_per_token_s:
-        from servesim.workload.frontend import FrontendSource
-
-        # The API server delays each request before the engine sees it (workload/frontend.py).
-        source = FrontendSource(source, frontend_latency_s, frontend_per_token_s)
+    source, described, closed_loop, frontend_latency_s, frontend_per_token_s = client_source(
+        workload, seed, cal, frontend_latency_s, frontend_per_token_s)
     if record_token_times is None:
         record_token_times = keep_requests
     sim = Simulator(eng, lm, blocks, frontend_latency_s=0.0, record_token_times=record_token_times,
