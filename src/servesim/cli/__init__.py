@@ -103,7 +103,10 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         code = INTERRUPTED
     if code == INTERRUPTED:
-        print("servesim: interrupted", file=sys.stderr)
+        try:
+            print("servesim: interrupted", file=sys.stderr)
+        except KeyboardInterrupt:  # a second Ctrl-C while reporting the first: still one line's worth, exit 130
+            pass
     if code:
         raise SystemExit(code)
 
