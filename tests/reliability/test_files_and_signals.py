@@ -184,11 +184,17 @@ def test_an_output_equal_to_an_input_or_another_output_is_refused_before_any_wor
 # ---------------------------------------------------------------- Ctrl-C
 
 
+def _sigint_default() -> None:
+    # A test run started as a background job (or by a CI runner) may inherit SIGINT ignored; a Python started so
+    # never installs its KeyboardInterrupt handler. The commands under test start as a terminal would start them.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt(argv: list[str], tmp: Path) -> tuple[subprocess.CompletedProcess, int]:
     """Start argv, wait until it simulates, send SIGINT; return the finished process and the simulating pid."""
     marker = tmp / "started"
     proc = subprocess.Popen(cli(argv, MARK), cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "SERVESIM_TEST_MARKER": str(marker)})
+                            env={**os.environ, "SERVESIM_TEST_MARKER": str(marker)}, preexec_fn=_sigint_default)
     try:
         deadline = time.monotonic() + 120
         while not marker.exists():
@@ -244,7 +250,7 @@ def test_a_shell_chain_stops_at_an_interrupted_command(tmp_path):
     # `servesim ... && next`: the exit code must reach the shell.
     script = shlex.join(cli(["run", "--num-requests", "200000"], MARK)) + " && echo NEXT-RAN"
     proc = subprocess.Popen(["sh", "-c", script], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "SERVESIM_TEST_MARKER": str(tmp_path / "started")})
+                            env={**os.environ, "SERVESIM_TEST_MARKER": str(tmp_path / "started")}, preexec_fn=_sigint_default)
     try:
         deadline = time.monotonic() + 120
         while not (tmp_path / "started").exists():
@@ -265,7 +271,7 @@ def test_an_interrupted_sweep_keeps_its_finished_points_and_resumes_to_the_same_
     (tmp_path / "s.yaml").write_text(spec)
     out = tmp_path / "r.jsonl"
     proc = subprocess.Popen(cli(["sweep", "s.yaml", "-o", "r.jsonl", "-j", "2"]), cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_default)
     try:
         deadline = time.monotonic() + 120
         while not (out.exists() and out.read_text().count("\n") >= 1):
