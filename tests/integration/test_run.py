@@ -20,8 +20,15 @@ def cli(*args):
 def test_summary_and_request_fields():
     r = simulate(workload={"input_tokens": 300, "output_tokens": 20, "arrival": {"process": "constant", "rate": 2.0}, "num_requests": 30}, seed=1)
     s = r.summary
-    for key in ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms", "queue_ms"):
-        assert set(s[key]) == {"mean", "p50", "p90", "p95", "p99"}
+    stats = {"mean", "p50", "p90", "p95", "p99"}
+    for key in ("tpot_ms", "queue_ms"):
+        assert set(s[key]) == stats
+    for key in ("ttft_ms", "itl_ms", "e2e_ms"):  # the shipped calibration carries 80 % prediction intervals
+        assert set(s[key]) == stats | {"mean_interval", "p90_interval", "p99_interval"}
+        for stat in ("mean", "p90", "p99"):
+            lo, hi = s[key][f"{stat}_interval"]
+            assert 0 < lo < s[key][stat] < hi
+    assert s["prediction_intervals"]["available"] and s["prediction_intervals"]["level"] == 0.8
     for key in ("completed", "rejected", "duration_s", "requests_per_s", "output_tokens_per_s", "total_tokens_per_s",
                 "preemptions", "kv_cache_peak_usage", "prefix_cache_hit_rate"):
         assert key in s

@@ -26,11 +26,27 @@ WL = {"input_tokens": {"kind": "gaussian", "mean": 400, "stdev": 200, "min": 2, 
 DIST_KEYS = ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms", "queue_ms")
 
 
+def _same_verdict(a, b, where):
+    """Equal verdict dicts: every non-float leaf identical, every float leaf within 1e-9 relative."""
+    if isinstance(b, dict):
+        assert isinstance(a, dict) and list(a) == list(b), where
+        for k in b:
+            _same_verdict(a[k], b[k], f"{where}.{k}")
+    elif isinstance(b, (list, tuple)):
+        assert isinstance(a, (list, tuple)) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same_verdict(x, y, f"{where}[{i}]")
+    elif isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-9), where
+    else:
+        assert a == b, where
+
+
 def check(exact, approx, *, itl_percentiles=True):
     assert list(approx) == list(exact)
     for key, value in exact.items():
-        if key in ("saturation", "prediction_intervals"):  # same records folded the same way: identical verdicts
-            assert approx[key] == value, key
+        if key in ("saturation", "prediction_intervals"):  # same records folded the same way: the same verdicts,
+            _same_verdict(approx[key], value, key)  # numbers from the (exact to 1e-9) means to 1e-9
         elif isinstance(value, dict):
             assert approx[key]["mean"] == pytest.approx(value["mean"], rel=1e-9), key
             if key == "itl_ms" and not itl_percentiles:

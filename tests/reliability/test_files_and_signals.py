@@ -28,9 +28,10 @@ import os, servesim.engine.simulator as _s
 _run = _s.Simulator.run
 def _marked(self, *a, **k):
     p = os.environ['SERVESIM_TEST_MARKER']
-    if not os.path.exists(p):
-        with open(p + '.tmp', 'w') as fh: fh.write(str(os.getpid()))
-        os.replace(p + '.tmp', p)
+    if not os.path.exists(p):  # a temp name per process: two pool workers may both get here
+        tmp = f"{p}.{os.getpid()}.tmp"
+        with open(tmp, 'w') as fh: fh.write(str(os.getpid()))
+        os.replace(tmp, p)
     return _run(self, *a, **k)
 _s.Simulator.run = _marked
 """

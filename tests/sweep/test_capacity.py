@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -76,4 +77,6 @@ def test_cli_capacity_json(tmp_path):
     doc = json.loads(out.read_text())
     assert doc["slos"] == {"itl_mean_ms": 15.0} and "one engine instance" in doc["assumption"]
     (r,) = doc["results"]
-    assert r["label"].startswith("llama-2-7b-hf") and r["evaluations"] and "instances for 50" in p.stdout
+    assert r["label"].startswith("llama-2-7b-hf") and r["evaluations"]
+    # Ideal-balancer instances = ceil(target / max rate), in the JSON and in the table's column (its header may wrap).
+    assert r["instances"] == math.ceil(50 / r["max_rate"]) and "instances" in p.stdout and f"{r['instances']} (" in p.stdout
