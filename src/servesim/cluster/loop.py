@@ -172,21 +172,13 @@ def run_cluster(
         cutoff = t if (inst.idle or not inst.async_sched) else inst.prev_start
         inbox = inst.inbox
         while inbox and inbox[0][0] <= cutoff:
-            _, item = inbox.popleft()
-            if isinstance(item, EngineRequest):
-                core.receive(item)
-            else:
-                core.admit(item)  # type: ignore[arg-type]
+            _take(core, inbox.popleft()[1])
         if not core.has_work():
             inst.idle = True
             if not inbox:
                 return
             while inbox:  # handed over during the last step: an idle engine takes them at once
-                _, item = inbox.popleft()
-                if isinstance(item, EngineRequest):
-                    core.receive(item)
-                else:
-                    core.admit(item)  # type: ignore[arg-type]
+                _take(core, inbox.popleft()[1])
             if not core.has_work():
                 return
         inst.idle = False
@@ -272,3 +264,11 @@ def check_cluster(stats: ClusterStats, instances: list[Instance], pd: bool) -> N
         if s.completed + s.rejected != x.routed:
             raise InvariantError("instance_conservation", s.steps, None,
                                  f"instance {x.index}: routed {x.routed}, completed {s.completed} + rejected {s.rejected}")
+
+
+def _take(core: EngineCore, item: EngineRequest | RequestSpec) -> None:
+    """Hand one inbox item to the engine: a PD request whose KV has arrived, or a new request to admit."""
+    if isinstance(item, EngineRequest):
+        core.receive(item)
+    else:
+        core.admit(item)
