@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from servesim.cli import main
+from ._cli import run_cli
 
 FILES: dict[str, str] = {
     # model config.json
@@ -195,16 +195,6 @@ def workdir(tmp_path_factory) -> Path:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(text) if isinstance(text, bytes) else p.write_text(text)
     return root
-
-
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_the_table_is_big_enough():

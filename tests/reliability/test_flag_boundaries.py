@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 import typer
 
-from servesim.cli import _register, app, main
+from servesim.cli import _register, app
+
+from ._cli import run_cli
 
 # Boundary values, by name; "huge" depends on the option's type.
 VALUES = {"zero": "0", "neg": "-1", "nan": "nan", "inf": "inf", "huge": None, "empty": "", "wrong": "abc"}
@@ -170,12 +172,7 @@ def test_invalid_flag_value_is_refused(command, flag, name, value, files, tmp_pa
     out = tmp_path / "out.json"
     base = [str(out) if a == "OUT" else str(out.with_suffix(".jsonl")) if a == "OUT.jsonl" else (str(files / a) if (files / a).exists() and a not in ("run", "step") else a) for a in BASE[command]]
     argv = [*base, *EXTRA.get((command, flag), []), flag, value]
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    stdout, err = capsys.readouterr()
+    code, stdout, err = run_cli(argv, capsys)
     lines = err.strip().splitlines()
     assert code == 2, (argv, code, stdout[-300:], err[-500:])
     assert len(lines) == 1 and lines[0].startswith("servesim: error: "), err
