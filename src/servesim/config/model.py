@@ -349,6 +349,9 @@ def derived_max_len(cfg: dict[str, Any], where: str) -> int:
     lengths = [cfg[k] for k in _MAX_LEN_KEYS if isinstance(cfg.get(k), int) and not isinstance(cfg.get(k), bool) and cfg[k] > 0]
     derived = float(min(lengths)) if lengths else 2048.0  # vLLM's default when no key is present
     rs = cfg.get("rope_scaling")
+    # Gemma-3's max_position_embeddings is already RoPE-scaled: vLLM skips the factor for "gemma3" model types.
+    if "gemma3" in str(cfg.get("model_type", "")):
+        rs = None
     if isinstance(rs, dict) and isinstance(rs.get("factor"), (int, float)) and not isinstance(rs.get("factor"), bool):
         kind = str(rs.get("rope_type", rs.get("type", "")))
         # vLLM leaves su/longrope/llama3 lengths alone; yarn scales original_max_position_embeddings.
