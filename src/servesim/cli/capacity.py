@@ -177,7 +177,7 @@ def _render(results, slos, target_rate) -> None:  # type: ignore[no-untyped-def]
         table.add_row(*row)
     console.print(table)
     if target_rate is not None:
-        console.print("instances = ceil(target rate / max rate): independent engine instances behind an ideal load balancer"
+        console.print("instances = ceil(target rate / max rate): independent engine instances behind an ideal load balancer; GPUs = instances × TP"
                       + ("; pessimistic = at the low end of the 80 % rate range." if any(r.get("rate_range") for r in results) else "."))
     if not any(r.get("rate_range") for r in results):
         console.print("rate range: none (needs --latency-model calibrated and a calibration file with prediction intervals)")
