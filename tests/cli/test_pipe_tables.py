@@ -84,5 +84,9 @@ def test_sweep_and_cluster_tables_whole(tmp_path):
     assert out.splitlines()[0] == name
     cluster = tmp_path / "c.yaml"
     cluster.write_text("pools:\n  - {name: a-pool-name-long-enough-to-be-cut-in-eighty-columns, count: 2}\n")
+    untitled = tmp_path / "u.yaml"  # a sweep without a name: a table without a title
+    untitled.write_text("base: {latency_model: roofline-v2, workload: {input_tokens: 10, output_tokens: 2, arrival: synchronous, "
+                        "num_requests: 2}}\ngrid: {tp: [1]}\n")
+    assert cells(piped("sweep", str(untitled), "-o", str(tmp_path / "u.jsonl")))[0][0] == "tp"
     out = piped("run", "--cluster", str(cluster), "--num-requests", "4", "--latency-model", "roofline-v2")
     check_whole(out, ["a-pool-name-long-enough-to-be-cut-in-eighty-columns"], column=1)

@@ -66,8 +66,8 @@ def make_console(stderr: bool = False):  # type: ignore[no-untyped-def]
     return Console(stderr=stderr, width=None if stream.isatty() else PIPE_WIDTH)
 
 
-def one_line(title: str):  # type: ignore[no-untyped-def]
-    """A table title kept on one line (rich wraps a title to its table's width otherwise)."""
+def one_line(title: str | None):  # type: ignore[no-untyped-def]
+    """A table title kept on one line (rich wraps a title to its table's width otherwise); None: no title."""
     from rich.text import Text
 
-    return Text(title, no_wrap=True, overflow="ignore")
+    return None if title is None else Text(title, no_wrap=True, overflow="ignore")
