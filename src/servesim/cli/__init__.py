@@ -6,9 +6,11 @@ import sys
 
 import typer
 
+from servesim.cli import helpfmt
 from servesim.errors import ServesimError
 
-app = typer.Typer(
+# Plain-text help (cli/helpfmt.py): rich markup would eat bracketed text such as servesim[ray] or LEN[@CTX].
+app = helpfmt.Typer(
     name="servesim",
     help="Simulate vLLM inference serving: TTFT, ITL, E2E latency and throughput, without a GPU.",
     no_args_is_help=True,

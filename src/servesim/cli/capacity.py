@@ -15,6 +15,7 @@ from servesim.cli.common import (
     check_files,
     echo_json,
     make_console,
+    one_line,
     write_json_atomic,
 )
 
@@ -146,7 +147,7 @@ def _render(results, slos, target_rate) -> None:  # type: ignore[no-untyped-def]
     from rich.table import Table
 
     console = make_console()
-    table = Table(title="capacity: " + " · ".join(f"{s.name} ≤ {s.limit_ms:g}" for s in slos))
+    table = Table(title=one_line("capacity: " + " · ".join(f"{s.name} ≤ {s.limit_ms:g}" for s in slos)))
     table.add_column("configuration")
     table.add_column("max rate (req/s)", justify="right")
     for s in slos:
@@ -156,7 +157,7 @@ def _render(results, slos, target_rate) -> None:  # type: ignore[no-untyped-def]
     if any(r.get("rate_range") for r in results):
         table.add_column("80 % range (req/s)", justify="right")
     if target_rate is not None:
-        table.add_column(f"instances for {target_rate:g} req/s", justify="right")
+        table.add_column(f"instances (GPUs) for {target_rate:g} req/s", justify="right")
     for r in results:
         if r.get("error"):
             table.add_row(r["label"], f"[red]{r['error']}[/]", *[""] * (len(slos) + 1 + (target_rate is not None)))
@@ -176,7 +177,7 @@ def _render(results, slos, target_rate) -> None:  # type: ignore[no-untyped-def]
         table.add_row(*row)
     console.print(table)
     if target_rate is not None:
-        console.print("instances = ceil(target rate / max rate): independent engine instances behind an ideal load balancer"
+        console.print("instances = ceil(target rate / max rate): independent engine instances behind an ideal load balancer; GPUs = instances × TP"
                       + ("; pessimistic = at the low end of the 80 % rate range." if any(r.get("rate_range") for r in results) else "."))
     if not any(r.get("rate_range") for r in results):
         console.print("rate range: none (needs --latency-model calibrated and a calibration file with prediction intervals)")
@@ -188,7 +189,7 @@ def _render_cluster(cluster, slos) -> None:  # type: ignore[no-untyped-def]
 
     console = make_console()
     c0 = cluster[0] if cluster else {}
-    table = Table(title=f"cluster at {c0.get('target_rate', 0):g} req/s, router {c0.get('router', '')} (simulated, not divided)")
+    table = Table(title=one_line(f"cluster at {c0.get('target_rate', 0):g} req/s, router {c0.get('router', '')} (simulated, not divided)"))
     for col in ("configuration", "ideal instances", "instances", "GPUs", "$/hour", "$/1M output tokens", "probes"):
         table.add_column(col, justify="left" if col == "configuration" else "right")
     for r in cluster:

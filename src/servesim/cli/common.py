@@ -51,11 +51,23 @@ def echo_json(payload: Any, flag: str = "--json", **kwargs: Any) -> None:
     typer.echo(outfile.dumps_json(payload, flag, **kwargs))
 
 
+# Width of a console that is not a terminal (pipes, files, CI logs): wide enough that every table is drawn at its
+# natural width (names never cut or folded, headers on one line); COLUMNS is a terminal's width and is not used there.
+PIPE_WIDTH = 100_000
+
+
 def make_console(stderr: bool = False):  # type: ignore[no-untyped-def]
-    """A rich console; at least 120 columns wide when output is not a terminal (pipes, CI logs)."""
+    """A rich console: the terminal's width on a terminal; unlimited (tables at natural width) in pipes and files."""
     import sys
 
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, width=None if stream.isatty() else 120)
+    return Console(stderr=stderr, width=None if stream.isatty() else PIPE_WIDTH)
+
+
+def one_line(title: str | None):  # type: ignore[no-untyped-def]
+    """A table title kept on one line (rich wraps a title to its table's width otherwise); None: no title."""
+    from rich.text import Text
+
+    return None if title is None else Text(title, no_wrap=True, overflow="ignore")

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import typer
 
+from servesim.cli import helpfmt
 from servesim.cli.common import make_console, write_atomic, write_json_atomic
 from servesim.errors import ServesimError
 
-experiment_app = typer.Typer(help="Reproduce published experiments.", no_args_is_help=True)
+experiment_app = helpfmt.Typer(help="Reproduce published experiments.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:

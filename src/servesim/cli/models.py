@@ -54,10 +54,7 @@ def register(app: typer.Typer) -> None:
         for r in rows:
             table.add_row(r["name"], f"{r['params_b']:.2f}", f"{r['active_params_b']:.2f}", f"{r['weight_gb']:.2f}",
                           f"{r['kv_bytes_per_token']:,}", str(r["layers"]), r["heads"], r["moe"], _format(r), f"{r['max_model_len']:,}")
-        console = make_console()
-        if not console.is_terminal:
-            console.width = 180  # every column in full in pipes and logs
-        console.print(table)
+        make_console().print(table)
 
 
 _SHORT = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}

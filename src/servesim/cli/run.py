@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
         arrival: Optional[str] = typer.Option(None, "--arrival", help="synchronous | concurrency | constant | poisson | gamma.", rich_help_panel=WORKLOAD_HELP),
         concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Closed-loop clients.", rich_help_panel=WORKLOAD_HELP),
         cv: Optional[float] = typer.Option(None, "--cv", help="Burstiness (coefficient of variation) for gamma arrivals.", rich_help_panel=WORKLOAD_HELP),
-        trace: Optional[Path] = typer.Option(None, "--trace", help="Replay a trace: CSV/JSONL (arrival_time_s,input_tokens,output_tokens[,prefix_group]) or an inference-perf replay JSON.", rich_help_panel=WORKLOAD_HELP),
+        trace: Optional[Path] = typer.Option(None, "--trace", help="Replay a trace: CSV/JSONL (columns arrival_time_s, input_tokens, output_tokens[, prefix_group]) or an inference-perf replay JSON.", rich_help_panel=WORKLOAD_HELP),
         seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: the workload's).", rich_help_panel=WORKLOAD_HELP),
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write config, summary and per-request records as JSON."),
         requests_csv: Optional[Path] = typer.Option(None, "--requests-csv", help="Write per-request records as CSV."),

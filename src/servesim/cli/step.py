@@ -14,6 +14,48 @@ from servesim.errors import ConfigError
 DEFAULT_PREFILL = ["512"]
 DEFAULT_DECODE = ["16x1024"]
 
+# What each breakdown component is, in words (the JSON keeps the identifier as `component`, this as `label`).
+COMPONENT_LABELS = {
+    # calibrated: one term of θ·φ each (latency/calibrated.py FEATURES)
+    "gemm_memory_s": "GEMMs, memory-bound (weights read)",
+    "gemm_compute_s": "GEMMs, compute-bound",
+    "attention_prefill_s": "attention, prefill chunks",
+    "attention_decode_s": "attention, decodes (KV cache read)",
+    "activations_s": "activations (norms, residuals, RoPE, SiLU)",
+    "allreduce_bytes_s": "TP all-reduce, bytes on the link",
+    "allreduce_ops": "TP all-reduce, per-call latency",
+    "layers": "per-layer kernel launches and gaps",
+    "step": "CPU, per step",
+    "requests": "CPU, per request",
+    "prefill_step": "CPU, extra for a prefill step",
+    # roofline-v2 (the seed's; latency/roofline.py)
+    "prefill.gemm": "prefill GEMMs",
+    "prefill.attention": "prefill attention",
+    "prefill.memory": "prefill memory traffic",
+    "decode.gemm": "decode GEMMs",
+    "decode.attention": "decode attention",
+    "decode.memory": "decode memory traffic (weights + KV)",
+    # roofline-v2-corrected
+    "gemm": "GEMMs",
+    "attention.prefill": "attention, prefill chunks",
+    "attention.decode": "attention, decodes",
+    "lm_head": "LM head",
+    "tp_allreduce": "TP all-reduce",
+    # any model
+    "overhead": "CPU overhead",
+    "ep_all2all": "EP all-to-all",
+    "pp_stage_transfer": "PP activations to the next stage",
+    "pp_pipeline": "PP: rest of the pipeline period",
+}
+STAGE_PREFIX = "stage."  # latency/parallel.py: components of the first pipeline stage
+
+
+def component_label(name: str) -> str:
+    """The words for a breakdown component's identifier (the identifier itself when it has none)."""
+    if name.startswith(STAGE_PREFIX):
+        return "stage 1: " + component_label(name[len(STAGE_PREFIX):])
+    return COMPONENT_LABELS.get(name, name)
+
 
 def parse_prefill(text: str) -> tuple[int, int]:
     """'LEN' or 'LEN@CTX' → (new tokens, context tokens before the chunk)."""
@@ -90,6 +132,7 @@ def register(app: typer.Typer) -> None:
             "breakdown": [
                 {
                     "component": c.name,
+                    "label": component_label(c.name),
                     "flops": c.flops,
                     "bytes": c.bytes,
                     "compute_ms": c.compute_s * 1e3,
@@ -133,7 +176,7 @@ def _render(payload: dict, spec, hw) -> None:  # type: ignore[no-untyped-def]
     for col in ("component", "GFLOP", "MB", "compute ms", "memory ms", "time ms", "bound"):
         table.add_column(col, justify="left" if col in ("component", "bound") else "right")
     for c in payload["breakdown"]:
-        table.add_row(c["component"], f"{c['flops'] / 1e9:,.1f}", f"{c['bytes'] / 1e6:,.1f}", f"{c['compute_ms']:.3f}",
+        table.add_row(c["label"], f"{c['flops'] / 1e9:,.1f}", f"{c['bytes'] / 1e6:,.1f}", f"{c['compute_ms']:.3f}",
                       f"{c['memory_ms']:.3f}", f"{c['time_ms']:.3f}", c["bound"])
     console.print(table)
     console.print(f"[bold]step time: {payload['step_time_ms']:.3f} ms[/]  ({payload['notes'].get('step', '')} step)")

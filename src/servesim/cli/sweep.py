@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from servesim.cli.common import check_files, check_output, echo_json, make_console
+from servesim.cli.common import check_files, check_output, echo_json, make_console, one_line
 from servesim.errors import ConfigError, ServesimError
 
 
@@ -156,7 +156,7 @@ def _render(rows, spec, out: Path, wall: float, ran: int, plot: Optional[Path]) 
     from rich.table import Table
 
     console = make_console()
-    table = Table(title=spec.name)
+    table = Table(title=one_line(spec.name))
     keys = list(spec.grid)
     for k in keys:
         table.add_column(k)

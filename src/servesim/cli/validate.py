@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from servesim.cli.common import LatencyModelOpt, OverheadOpt, check_files, make_console, write_json_atomic
+from servesim.cli.common import LatencyModelOpt, OverheadOpt, check_files, make_console, one_line, write_json_atomic
 from servesim.errors import ServesimError
 
 
@@ -93,7 +93,7 @@ def render_report(console, report) -> None:  # type: ignore[no-untyped-def]
     """Per-run table (means) and the MAPE table."""
     from rich.table import Table
 
-    table = Table(title=f"predicted vs measured — {report.choice.label()}")
+    table = Table(title=one_line(f"predicted vs measured — {report.choice.label()}"))
     table.add_column("run")
     for fam in ("TTFT", "ITL", "E2E"):
         table.add_column(f"{fam} pred/meas ms", justify="right")
@@ -110,7 +110,7 @@ def render_report(console, report) -> None:  # type: ignore[no-untyped-def]
         table.add_row(c.label, *cells, (sat.strip() or "no") + (" (mismatch)" if c.regime_mismatch else ""))
     console.print(table)
     m = report.mape()
-    mt = Table(title="MAPE % over runs measured unsaturated (whole run; predicted-saturated ones included)")
+    mt = Table(title=one_line("MAPE % over runs measured unsaturated (whole run; predicted-saturated ones included)"))
     mt.add_column("metric")
     mt.add_column("MAPE %", justify="right")
     for k, v in m.items():

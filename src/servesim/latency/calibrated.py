@@ -53,6 +53,10 @@ FEATURES = (
     "requests",
     "prefill_step",
 )
+# Which roofline side each term stands for (explain()'s `bound`); count terms are "fixed" or "communication".
+FEATURE_BOUND = {"gemm_memory_s": "memory", "gemm_compute_s": "compute", "attention_prefill_s": "compute",
+                 "attention_decode_s": "memory", "activations_s": "memory", "allreduce_bytes_s": "communication",
+                 "allreduce_ops": "communication"}
 GPU_FEATURES = 8  # FEATURES[:8] run on the GPU, FEATURES[8:] are CPU work (hidden under async scheduling)
 # Element-wise activation traffic per token per layer, in hidden-size units: 2 RMSNorms and 2 residual adds
 # (read + write each, replicated under TP) and RoPE, plus SiLU·mul over the sharded MLP width (3 × ff / TP).
@@ -105,7 +109,8 @@ class StepFeatures:
         self.kv_token = m.kv_bytes_per_token_per_gpu(self.tp)
         self.layers = m.num_layers / self.tp if self.layers_over_tp else float(m.num_layers)
         link = max(self.hardware.nvlink_gb_s or self.hardware.pcie_gb_s, 1e-9) * 1e9
-        self._ar_per_token = 2 * m.num_layers * 2.0 * (self.tp - 1) / self.tp * m.hidden_size * 2.0 / link
+        self._ar_bytes_per_token = 2 * m.num_layers * 2.0 * (self.tp - 1) / self.tp * m.hidden_size * 2.0  # ring all-reduce bytes
+        self._ar_per_token = self._ar_bytes_per_token / link  # same operations in the same order as before: same bits
         self._ar_ops = 2.0 * m.num_layers if self.tp > 1 else 0.0
         self._heads = m.num_heads / self.tp
         ff = m.dense_intermediate_size or m.intermediate_size
@@ -169,6 +174,40 @@ class StepFeatures:
                 dec = max(dec, attn.mla_decode_compute_s(df, self.attn_peak) / self.decode_theta)
         return [g_mem, g_comp, pre, dec, self._act_per_token * tokens, self._ar_per_token * tokens, self._ar_ops,
                 self.layers, 1.0, float(seqs), 1.0 if plan.prefill_new else 0.0]
+
+    def physics(self, plan: StepPlan) -> list[tuple[float, float]]:
+        """(FLOPs, bytes) behind each feature of φ(plan), in FEATURES order, per GPU (for explain(); not timed)."""
+        out = [(0.0, 0.0)] * len(FEATURES)
+        new, ctx = plan.prefill_new, plan.decode_ctx
+        seqs = len(new) + len(ctx)
+        if seqs == 0:
+            return out
+        m, tp = self.model, self.tp
+        tokens = sum(new) + len(ctx)
+        # The GEMMs run at the CUDA-graph size the step is padded to, as in __call__.
+        m_gemm = (_PADDED[tokens] if tokens < len(_PADDED) else tokens) if self.pad_cuda_graphs else tokens
+        sides = [[0.0, 0.0], [0.0, 0.0]]  # [memory-bound, compute-bound] × [FLOPs, weight bytes]
+        for count, gemms in self._rc.layer_sets:
+            for g in gemms:
+                _, flops, wbytes, compute = self._rc._gemm(g, m_gemm)
+                side = sides[1 if compute >= wbytes / (self.bw * self.compute_bound_at) else 0]
+                side[0] += count * flops
+                side[1] += count * wbytes
+        k, n = self._lm
+        eff = self.tables.gemm.efficiency(seqs, k, n, exact=True)
+        lf, lb = 2.0 * seqs * k * n, k * n * self.model.lm_head_bytes
+        side = sides[1 if lf / (self.peak * eff) >= lb / (self.bw * self.compute_bound_at) else 0]
+        side[0] += lf
+        side[1] += lb
+        pre = [attn.prefill_attention(m, tp, c, p) for c, p in zip(new, plan.prefill_ctx)]
+        dec = [attn.decode_attention(m, tp, c) for c in ctx]
+        out = list(out)
+        out[0], out[1] = (sides[0][0], sides[0][1]), (sides[1][0], sides[1][1])
+        out[2] = (sum(f for f, _ in pre), sum(b for _, b in pre))
+        out[3] = (sum(f for f, _ in dec), sum(b for _, b in dec))
+        out[4] = (0.0, self._act_per_token * tokens * self.bw)
+        out[5] = (0.0, self._ar_bytes_per_token * tokens)
+        return out
 
     def __call__(self, plan: StepPlan) -> list[float]:
         """φ(plan) in FEATURES order."""
@@ -253,13 +292,13 @@ class CalibratedModel:
     def explain(self, plan: StepPlan) -> StepTime:
         """Per-feature contributions θ_k·φ_k (seconds; the hidden part is 0 under overlap) and the total."""
         phi = self.effective(plan)
+        work = self.features.physics(plan)  # FLOPs and bytes behind each term (also where overlap hides its time)
         comps = []
-        for name, a, b in zip(FEATURES, self.theta, phi):
+        for name, a, b, (flops, nbytes) in zip(FEATURES, self.theta, phi, work):
             unit_s = name.endswith("_s")
-            bound = "memory" if name in ("gemm_memory_s", "attention_decode_s") else (
-                "compute" if name in ("gemm_compute_s", "attention_prefill_s") else ("communication" if "allreduce" in name else "fixed"))
+            bound = FEATURE_BOUND.get(name, "fixed")
             comps.append(Component(name, compute_s=b if bound == "compute" else 0.0, memory_s=b if bound == "memory" else 0.0,
-                                   time_s=a * b, bound=bound, flops=0.0, bytes=0.0) if unit_s else
+                                   time_s=a * b, bound=bound, flops=flops, bytes=nbytes) if unit_s else
                          Component(name, time_s=a * b, bound=bound))
         total = sum(c.time_s for c in comps)
         if self.extra_overhead is not None:
