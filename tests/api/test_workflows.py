@@ -36,6 +36,10 @@ def test_validate_a_run_against_itself_is_exact(tmp_path):
     assert len(ttft) == 1 and ttft[0]["actual"] == pytest.approx(r.summary["ttft_ms"]["mean"], rel=1e-9)
     assert all(row["ape"] < 1e-6 for row in res.rows if row["metric"].startswith(("ttft", "e2e")))
     assert res.mape["ttft_mean"] < 1e-6
+    from servesim.config.outfile import stamp
+    from servesim.schema import ValidationOutput
+
+    ValidationOutput.model_validate(stamp(res.report))  # what `validate --output` writes fits its schema
     with pytest.raises(ServesimError, match="give experiments"):
         servesim.validate()
 
