@@ -64,3 +64,64 @@ def test_bad_hardware_files(tmp_path, body, fragment):
 def test_unknown_gpu():
     with pytest.raises(ConfigError, match="unknown GPU; did you mean 'H100-SXM'"):
         load_hardware("H1000")
+
+
+# BLIS's hardware_config.json as inference-sim ships it: v1 (Jan–Mar 2026, BwEffConstant and its own overhead and
+# MFU coefficients) and HEAD (TFlopsFP8, mfuPrefill/mfuDecode, MemoryGiB). Values are BLIS's H100 / L40S entries.
+BLIS_V1 = {"H100": {"TFlopsPeak": 989.5, "BwPeakTBs": 3.35, "BwEffConstant": 0.72, "TOverheadMicros": 500.0,
+                    "perLayerOverhead": 20.0, "mfuPrefill": 0.65, "mfuDecode": 0.12, "allReduceLatency": 20.0,
+                    "tpScalingExponent": 0.13, "mfuPrefillMultiplier": 2.20, "mfuDecodeMultiplier": 1.80,
+                    "prefillBwFactor": 0.75, "decodeBwFactor": 0.92, "vectorPeakFraction": 0.10,
+                    "prefillOverheadMicros": 500.0, "mixedPrefillOverheadMicros": 150.0}}
+BLIS_HEAD = {"H100": {"TFlopsPeak": 989.5, "TFlopsFP8": 1979, "BwPeakTBs": 3.35, "mfuPrefill": 0.45, "mfuDecode": 0.30,
+                      "MemoryGiB": 80},
+             "MyGPU": {"TFlopsPeak": 362, "TFlopsFP8": 733, "BwPeakTBs": 0.864, "mfuPrefill": 0.45, "mfuDecode": 0.30,
+                       "MemoryGiB": 48}}
+
+
+def test_blis_current_layout_loads_and_says_what_is_unused(tmp_path):
+    path = tmp_path / "hardware_config.json"
+    path.write_text(json.dumps(BLIS_HEAD))
+    h = load_hardware("H100", path)
+    preset = load_hardware("H100")
+    assert (h.bf16_tflops, h.fp8_tflops, h.hbm_tb_s) == (989.5, 1979.0, 3.35)
+    assert h.bw_efficiency == preset.bw_efficiency  # no bandwidth field in HEAD's layout: the preset's stands
+    assert "not used: mfuPrefill, mfuDecode" in h.source
+    g = load_hardware("MyGPU", path)  # no preset: MemoryGiB is the memory
+    assert g.usable_memory_bytes == 48 * 2**30 and g.fp8_tflops == 733
+
+
+def test_blis_v1_layout_maps_bw_eff_constant(tmp_path):
+    path = tmp_path / "hardware_config.json"
+    path.write_text(json.dumps(BLIS_V1))
+    h = load_hardware("H100", path)
+    assert h.bw_efficiency == 0.72 and h.per_layer_overhead_us == 20.0
+    assert "TOverheadMicros" in h.source and "mixedPrefillOverheadMicros" in h.source
+
+
+def test_blis_file_changes_step_time_only_through_used_fields(tmp_path):
+    from servesim.api import step_time
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"H100": {"TFlopsPeak": 989.5, "BwPeakTBs": 3.35, "mfuPrefill": 0.45, "mfuDecode": 0.30}}))
+    b.write_text(json.dumps({"H100": {"TFlopsPeak": 989.5, "BwPeakTBs": 3.35, "mfuPrefill": 0.9, "mfuDecode": 0.9}}))
+    ta = step_time("llama-2-7b-hf", load_hardware("H100", a), decode=[512] * 8).seconds
+    tb = step_time("llama-2-7b-hf", load_hardware("H100", b), decode=[512] * 8).seconds
+    assert ta == tb > 0
+
+
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        ({"H100": {"TFlopsPeak": 989.5, "BwPeakTBs": 3.35, "mfuDecode": 1.5}}, "'mfuDecode'=1.5 must be a fraction in [0, 1]"),
+        ({"H100": {"TFlopsPeak": 989.5, "BwPeakTBs": 3.35, "mfuPrefill": "high"}}, "'mfuPrefill'='high' must be a number"),
+        ({"H100": {"TFlopsPeak": 989.5, "BwPeakTBs": 3.35, "BwEffConstant": 0.7, "bwEfficiencyFactor": 0.8}}, "the same quantity"),
+        ({"H100": {"TFlopsPeak": 989.5, "BwPeakTBs": 3.35, "mfuDecod": 0.3}}, "unknown field 'mfuDecod'"),
+    ],
+)
+def test_bad_blis_fields(tmp_path, body, fragment):
+    path = tmp_path / "hw.json"
+    path.write_text(json.dumps(body))
+    with pytest.raises(ConfigError) as err:
+        load_hardware("H100", path)
+    assert fragment in str(err.value)

@@ -99,6 +99,9 @@ def test_cli_run_streams_unless_per_request_output(tmp_path):
     subprocess.run([*args, "--output", str(out)], capture_output=True, text=True, check=True)
     doc = json.loads(out.read_text())
     assert doc["config"]["metrics"]["summary"] == "exact" and len(doc["requests"]) == 200
+    # --json prints the summary as its own document, stamped with schema_version (docs/FILES.md); the file nests it
+    assert stream.pop("schema_version") == doc["schema_version"] == "1.0"
     check(doc["summary"], stream, itl_percentiles=False)
     samples = json.loads(subprocess.run([*args, "--itl-samples"], capture_output=True, text=True, check=True).stdout)
+    assert samples.pop("schema_version") == "1.0"
     check(doc["summary"], samples)

@@ -178,6 +178,8 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("output-folder-missing", [*RUN, "-o", "nodir/r.json"], ["--output nodir/r.json", "folder nodir does not exist"]),
     ("requests-csv-folder-missing", [*RUN, "--requests-csv", "nodir/r.csv"], ["--requests-csv nodir/r.csv", "folder nodir does not exist"]),
     ("output-is-a-folder", [*RUN, "-o", "a_folder"], ["--output a_folder", "is a folder"]),
+    ("output-format-unknown", [*RUN, "--output-format", "csv", "-o", "OUT"], ["--output-format 'csv'", "allowed: servesim, vllm-bench"]),
+    ("output-format-without-output", [*RUN, "--output-format", "vllm-bench"], ["--output-format vllm-bench", "give --output FILE"]),
     ("requests-csv-is-a-folder", [*RUN, "--requests-csv", "a_folder"], ["--requests-csv a_folder", "is a folder"]),
     ("capacity-output-is-a-folder", ["capacity", "--slo", "ttft_p99_ms=100", "-o", "a_folder"], ["--output a_folder", "is a folder"]),
     ("capacity-bad-slo", ["capacity", "--slo", "ttft_p99=100"], ["ttft_p99=100"]),

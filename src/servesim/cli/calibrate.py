@@ -132,21 +132,9 @@ def _cv_intervals(rep, experiments):  # type: ignore[no-untyped-def]
 
 
 def _measured_saturated(experiments) -> set[str]:  # type: ignore[no-untyped-def]
-    from servesim.validation.compare import aggregate_saturation_possible, queue_growing
+    from servesim.validation.calibrate import measured_saturated
 
-    out = set()
-    for e in experiments:
-        for r in e.runs:
-            if r.mode != "open":
-                continue
-            if r.measured is None:  # aggregates only: left out unless the mean TTFT rules saturation out
-                if aggregate_saturation_possible(r.measured_means().get("ttft_mean_ms")):
-                    out.add(f"{e.name}/{r.name}")
-                continue
-            ok = [m for m in r.measured if m.ok]
-            if queue_growing([m.arrival_s for m in ok], [m.ttft_ms for m in ok], failed=len(r.measured) - len(ok), total=len(r.measured)):
-                out.add(f"{e.name}/{r.name}")
-    return out
+    return measured_saturated(experiments)
 
 
 def _table(console, report, title: str) -> None:  # type: ignore[no-untyped-def]

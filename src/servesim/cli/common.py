@@ -47,8 +47,8 @@ def write_json_atomic(path: Path, payload: Any, flag: str = "--output") -> None:
 
 
 def echo_json(payload: Any, flag: str = "--json", **kwargs: Any) -> None:
-    """Print strict JSON on stdout (NaN/infinity refused, naming the field)."""
-    typer.echo(outfile.dumps_json(payload, flag, **kwargs))
+    """Print strict JSON on stdout (`schema_version` stamped on an object; NaN/infinity refused, naming the field)."""
+    typer.echo(outfile.dumps_json(outfile.stamp(payload), flag, **kwargs))
 
 
 # Width of a console that is not a terminal (pipes, files, CI logs): wide enough that every table is drawn at its

@@ -11,7 +11,7 @@ import typer
 from servesim.cli.common import (
     DtypeOpt, HardwareConfigOpt, HardwareOpt, KvCacheDtypeOpt, LatencyModelOpt, ModelOpt, OverheadOpt, EpOpt, PpOpt, QuantizationOpt, TpOpt, check_files, echo_json, make_console, write_atomic, write_json_atomic,
 )
-from servesim.errors import ServesimError
+from servesim.errors import ConfigError, ServesimError
 
 ENGINE_HELP = "vLLM engine (vLLM names; defaults are vLLM V1's for the GPU)"
 CLUSTER_HELP = "Cluster (many instances behind a router; docs/CLUSTER.md)"
@@ -64,6 +64,7 @@ def register(app: typer.Typer) -> None:
         trace: Optional[Path] = typer.Option(None, "--trace", help="Replay a trace: CSV/JSONL (columns arrival_time_s, input_tokens, output_tokens[, prefix_group]) or an inference-perf replay JSON.", rich_help_panel=WORKLOAD_HELP),
         seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: the workload's).", rich_help_panel=WORKLOAD_HELP),
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write config, summary and per-request records as JSON."),
+        output_format: str = typer.Option("servesim", "--output-format", help="Layout of --output: servesim (config, summary, per-request records) | vllm-bench (the keys `vllm bench serve --save-result --save-detailed` writes; docs/FILES.md)."),
         requests_csv: Optional[Path] = typer.Option(None, "--requests-csv", help="Write per-request records as CSV."),
         json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON instead of a table."),
         check_invariants: bool = typer.Option(False, "--check-invariants", help="Check KV/scheduler invariants after every step."),
@@ -124,6 +125,10 @@ def register(app: typer.Typer) -> None:
         started = time.perf_counter()
         # Without per-request output, records stream into a fixed-memory summary (exact counts and means,
         # percentiles within 0.5 %); every token's time is kept only with --itl-samples.
+        if output_format not in OUTPUT_FORMATS:
+            raise ConfigError(f"--output-format {output_format!r}: unknown (allowed: {', '.join(OUTPUT_FORMATS)})")
+        if output_format != "servesim" and output is None:
+            raise ConfigError(f"--output-format {output_format}: applies to --output; give --output FILE")
         keep = output is not None or requests_csv is not None or steady_state
         with _Progress(console, spec.num_requests) as progress:
             result = simulate(
@@ -131,7 +136,7 @@ def register(app: typer.Typer) -> None:
                 frontend_latency_s=None if frontend_latency_ms is None else frontend_latency_ms / 1e3, seed=seed,
                 hardware_config=hardware_config, calibration=calibration,
                 check_invariants=check_invariants, on_record=progress.advance, keep_requests=keep,
-                record_token_times=True if itl_samples else None, **cluster_kw,
+                record_token_times=True if itl_samples or output_format == "vllm-bench" else None, **cluster_kw,
                 dtype=dtype, quantization=quantization, kv_cache_dtype=kv_cache_dtype,
             )
             if steady_state:
@@ -142,7 +147,7 @@ def register(app: typer.Typer) -> None:
             wall = time.perf_counter() - started
             if output is not None:
                 progress.phase(f"writing {output}")
-                write_json_atomic(output, result.to_dict())
+                write_json_atomic(output, result.to_dict() if output_format == "servesim" else vllm_bench_doc(result, spec))
             if requests_csv is not None:
                 progress.phase(f"writing {requests_csv}")
                 _write_csv(requests_csv, result.requests)
@@ -156,6 +161,28 @@ def register(app: typer.Typer) -> None:
                 from servesim.cli.cluster import render_cluster
 
                 render_cluster(result)
+
+
+# --output layouts: servesim's own, and vllm bench serve's result JSON (metrics/vllm_bench.py).
+OUTPUT_FORMATS = ("servesim", "vllm-bench")
+
+
+def vllm_bench_doc(result: Any, spec: Any) -> dict[str, Any]:
+    """The run as `vllm bench serve --save-result --save-detailed` writes it, with the traffic keys from the workload."""
+    from servesim.metrics.vllm_bench import vllm_bench_result
+
+    arrival = getattr(spec, "arrival", None)
+    process = getattr(arrival, "process", None)
+    closed = process in ("synchronous", "concurrency")
+    # Closed loop is vllm's --request-rate inf with --max-concurrency C (synchronous: C = 1); staged rates and traces
+    # have no single vllm rate (null).
+    rate: float | str | None = "inf" if closed else None if arrival is None or arrival.rate is None else arrival.rate
+    # vllm's burstiness is the gamma shape of inter-arrival gaps (1 = Poisson); servesim's gamma cv gives 1/cv**2;
+    # constant pacing (shape -> infinity) and traces have none (null).
+    burstiness = 1.0 if process == "poisson" or closed else 1.0 / arrival.cv ** 2 if process == "gamma" and arrival.cv else None
+    concurrency = 1 if process == "synchronous" else getattr(arrival, "concurrency", None) if closed else None
+    return vllm_bench_result(result.records, duration_s=result.summary["duration_s"], model_id=result.config["model"],
+                             request_rate=rate, burstiness=burstiness, max_concurrency=concurrency)
 
 
 class _Progress:

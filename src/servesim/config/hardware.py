@@ -107,25 +107,45 @@ def _num(body: dict[str, Any], key: str, where: str, allow_zero: bool = False) -
     return float(value)
 
 
-# BLIS `hardware_config.json` keys → servesim fields (bwEfficiencyFactor 0 means "off" = 1.0).
+# BLIS `hardware_config.json` keys → servesim fields (bwEfficiencyFactor 0 means "off" = 1.0). BwEffConstant is
+# BLIS v1's name for the same sustained/peak HBM bandwidth ratio (inference-sim hardware_config.json, Jan–Mar 2026).
 BLIS_FIELDS = {
     "TFlopsPeak": "bf16_tflops",
     "TFlopsFP8": "fp8_tflops",
     "BwPeakTBs": "hbm_tb_s",
     "bwEfficiencyFactor": "bw_efficiency",
+    "BwEffConstant": "bw_efficiency",
     "perLayerOverhead": "per_layer_overhead_us",
     "MemoryGiB": "memory_gib",
 }
+# BLIS's own step-time coefficients: accepted (checked to be numbers >= 0) and not used. servesim takes GEMM and
+# attention efficiencies from its measured kernel tables and its overheads from --overhead/--latency-model
+# (docs/LATENCY.md), so BLIS's static MFUs (mfuPrefill, mfuDecode: fractions of TFlopsPeak) would double-count.
+BLIS_UNUSED = ("mfuPrefill", "mfuDecode", "mfuPrefillMultiplier", "mfuDecodeMultiplier", "TOverheadMicros",
+               "allReduceLatency", "tpScalingExponent", "prefillBwFactor", "decodeBwFactor", "vectorPeakFraction",
+               "prefillOverheadMicros", "mixedPrefillOverheadMicros")
+# Fields that are fractions (of a peak): must lie in [0, 1] (0 = BLIS's "off" for bwEfficiencyFactor).
+BLIS_FRACTIONS = ("bwEfficiencyFactor", "BwEffConstant", "mfuPrefill", "mfuDecode", "vectorPeakFraction")
 
 
 def _from_blis(name: str, body: dict[str, Any], where: str, base: Hardware | None) -> Hardware:
-    unknown = sorted(k for k in body if k not in BLIS_FIELDS and not k.startswith("_"))
+    allowed = (*BLIS_FIELDS, *BLIS_UNUSED)
+    unknown = sorted(k for k in body if k not in allowed and not k.startswith("_"))
     if unknown:
-        raise ConfigError(f"{where}: unknown field {_name(unknown[0])} (BLIS layout allows {', '.join(BLIS_FIELDS)})")
+        raise ConfigError(f"{where}: unknown field {_name(unknown[0])} (BLIS layout allows {', '.join(allowed)})")
+    if "bwEfficiencyFactor" in body and "BwEffConstant" in body:
+        raise ConfigError(f"{where}: fields 'bwEfficiencyFactor' and 'BwEffConstant' are the same quantity; give one")
+    for key in BLIS_FRACTIONS:
+        if key in body and _num(body, key, where, allow_zero=True) > 1:
+            raise ConfigError(f"{where}: field '{key}'={body[key]} must be a fraction in [0, 1]")
+    unused = [k for k in BLIS_UNUSED if k in body]
+    for key in unused:
+        _num(body, key, where, allow_zero=True)
+    note = f"; not used: {', '.join(unused)} (servesim's kernel tables and overhead models replace them)" if unused else ""
     fields: dict[str, Any] = {}
     for key, target in BLIS_FIELDS.items():
         if key in body:
-            fields[target] = _num(body, key, where, allow_zero=key in ("bwEfficiencyFactor", "perLayerOverhead"))
+            fields[target] = _num(body, key, where, allow_zero=key in ("bwEfficiencyFactor", "BwEffConstant", "perLayerOverhead"))
     if fields.get("bw_efficiency") == 0:
         fields["bw_efficiency"] = 1.0
     if "memory_gib" in fields:
@@ -137,14 +157,14 @@ def _from_blis(name: str, body: dict[str, Any], where: str, base: Hardware | Non
     if base is not None:
         if "bf16_tflops" in fields and "fp8_tflops" not in fields:
             fields["fp8_tflops"] = fields["bf16_tflops"] * (base.fp8_tflops / base.bf16_tflops)
-        return replace(base, name=name, source=f"{where} (BLIS layout) over preset {base.name}", **fields)
+        return replace(base, name=name, source=f"{where} (BLIS layout) over preset {base.name}{note}", **fields)
     for key in ("bf16_tflops", "hbm_tb_s"):
         if key not in fields:
             raise ConfigError(f"{where}: missing required field '{[k for k, v in BLIS_FIELDS.items() if v == key][0]}'")
     fields.setdefault("fp8_tflops", 2 * fields["bf16_tflops"])
     fields.setdefault("memory_gb", 80.0)
     fields.setdefault("usable_memory_bytes", fields["memory_gb"] * 1e9)
-    return Hardware(name=name, source=f"{where} (BLIS layout)", **fields)
+    return Hardware(name=name, source=f"{where} (BLIS layout){note}", **fields)
 
 
 def get_preset(name: str) -> Hardware:
@@ -178,7 +198,7 @@ def load_hardware(name: str | None = "H100", config_file: str | Path | None = No
     raw = read_json(path, f"--hardware-config {where}")
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"{where}: expected a JSON object describing a GPU")
-    if any(k in raw for k in BLIS_FIELDS) or any(k in raw for k in Hardware.__dataclass_fields__):
+    if any(k in raw for k in (*BLIS_FIELDS, *BLIS_UNUSED)) or any(k in raw for k in Hardware.__dataclass_fields__):
         entries = {str(raw.get("name", name or path.stem)): raw}
     else:
         entries = {k: v for k, v in raw.items() if not k.startswith("_")}
@@ -199,7 +219,7 @@ def load_hardware(name: str | None = "H100", config_file: str | Path | None = No
     body = entries[wanted]
     if not isinstance(body, dict):
         raise ConfigError(f"{where}: entry {_name(wanted)} must be a JSON object")
-    if any(k in body for k in BLIS_FIELDS):
+    if any(k in body for k in (*BLIS_FIELDS, *BLIS_UNUSED)):
         base = None
         try:
             base = get_preset(wanted)

@@ -8,7 +8,10 @@ Rules (docs/FILES.md):
   /dev/fd/N, anything under /proc) is written in place, never replaced; a block device, socket or folder is refused;
 - a new file gets mode 0o666 & ~umask, as other tools' files do; an overwritten file keeps its mode;
 - an output path that is one of the command's inputs, or another of its outputs, is refused before any work;
-- JSON is written strictly: a NaN or infinity is refused, naming the field, instead of writing invalid JSON.
+- JSON is written strictly: a NaN or infinity is refused, naming the field, instead of writing invalid JSON;
+- every JSON object servesim writes carries `schema_version` (SCHEMA_VERSION, "MAJOR.MINOR") as its first key,
+  stamped here; JSONL files carry it on every line (each line is read on its own when a sweep resumes).
+  A reader of servesim's own files accepts a file without it (written before it existed) and refuses a newer major.
 """
 
 from __future__ import annotations
@@ -24,8 +27,33 @@ from typing import IO, Any
 
 from servesim.errors import ServesimError
 
-__all__ = ["check_output", "dumps_json", "is_stream", "nonfinite_field", "refuse_overlap", "target_of", "write_bytes",
+__all__ = ["SCHEMA_VERSION", "check_output", "check_schema_version", "stamp", "dumps_json", "is_stream", "nonfinite_field", "refuse_overlap", "target_of", "write_bytes",
            "write_json", "write_text"]
+
+# The version of every JSON layout servesim writes (docs/FILES.md, docs/schema/): MAJOR changes when a key is
+# removed or changes meaning (older readers must refuse), MINOR when keys are added (older readers may ignore them).
+SCHEMA_VERSION = "1.0"
+
+
+def stamp(payload: Any) -> Any:
+    """A JSON object with `schema_version` as its first key (any value it carried replaced); other values unchanged."""
+    if not isinstance(payload, dict):
+        return payload
+    return {"schema_version": SCHEMA_VERSION, **{k: v for k, v in payload.items() if k != "schema_version"}}
+
+
+def check_schema_version(doc: Any, where: str) -> None:
+    """Refuse a servesim file whose schema_version has a newer major than this servesim reads (absent: accepted)."""
+    if not isinstance(doc, dict) or "schema_version" not in doc:
+        return
+    value = doc["schema_version"]
+    major = str(value).split(".")[0] if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+    if not major.isdigit():
+        raise ServesimError(f"{where}: schema_version {value!r}: expected \"MAJOR.MINOR\" such as \"{SCHEMA_VERSION}\"")
+    if int(major) > int(SCHEMA_VERSION.split(".")[0]):
+        raise ServesimError(f"{where}: schema_version {value} is newer than this servesim reads ({SCHEMA_VERSION}); "
+                            "upgrade servesim to read it")
+
 
 # These name a process's open descriptors: written in place (replacing /dev/stdout's target would swap a
 # shell's redirected log for our file), whatever they point to.
@@ -214,6 +242,7 @@ def _get(payload: Any, field: str) -> Any:
 
 
 def write_json(path: str | Path, payload: Any, flag: str = "--output", indent: int | None = 2) -> None:
-    """Write strict JSON (indented, trailing newline); non-finite numbers are refused before anything is written."""
-    text = dumps_json(payload, f"{flag} {path}", indent=indent) + "\n"
+    """Write strict JSON (indented, trailing newline, `schema_version` stamped on an object); non-finite numbers are
+    refused before anything is written."""
+    text = dumps_json(stamp(payload), f"{flag} {path}", indent=indent) + "\n"
     write_text(path, lambda fh: fh.write(text), flag)

@@ -11,7 +11,7 @@ from servesim.config.bundled import DATA_DIR
 from servesim.config.hardware import Hardware
 from servesim.config.jsonfile import read_json
 from servesim.config.model import ModelSpec
-from servesim.config.outfile import write_json
+from servesim.config.outfile import check_schema_version, write_json
 from servesim.errors import ConfigError
 from servesim.latency.intervals import check_envelope, check_intervals
 from servesim.latency.calibrated import FEATURES, REFERENCE_BW_EFFICIENCY, CalibratedModel, StepFeatures
@@ -90,6 +90,8 @@ def load_calibration(path: str | Path | None = None) -> Calibration:
     raw = read_json(p, where)
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a JSON object")
+    check_schema_version(raw, where)
+    raw = {k: v for k, v in raw.items() if k != "schema_version"}
     allowed = set(Calibration.__dataclass_fields__)
     unknown = sorted(set(raw) - allowed)
     if unknown:

@@ -1,5 +1,9 @@
 """Parameter sweeps and capacity search over simulate(): local process pool or Ray, resumable output."""
 
+import sys
+import types
+from typing import Any
+
 from servesim.sweep.capacity import (
     CapacityResult,
     Slo,
@@ -26,3 +30,16 @@ __all__ = [
     "run_capacity",
     "run_sweep",
 ]
+
+
+class _CallableModule(types.ModuleType):
+    """servesim.sweep is both this package and the top-level function servesim.sweep(spec, ...): importing the
+    package makes it the attribute `servesim.sweep`, so the package itself forwards a call to workflows.sweep."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from servesim.workflows import sweep
+
+        return sweep(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from servesim.config.outfile import write_bytes, write_text
+from servesim.config.outfile import check_schema_version, stamp, write_bytes, write_text
 from servesim.errors import ConfigError, ServesimError
 from servesim.sweep.grid import SweepSpec, point_key
 
@@ -114,7 +114,8 @@ def result_line(point: SweepPoint, name: str | None, answer: dict[str, Any]) -> 
 
 
 def _line(row: dict[str, Any]) -> str:
-    return json.dumps(row, separators=(",", ":"), allow_nan=False) + "\n"
+    # Every JSONL line carries schema_version (config/outfile.stamp): lines are read back one by one on resume.
+    return json.dumps(stamp(row), separators=(",", ":"), allow_nan=False) + "\n"
 
 
 def timings_path(output: str | Path) -> Path:
@@ -143,7 +144,8 @@ def load_results(output: str | Path) -> list[dict[str, Any]]:
     output = Path(output)
     rows: dict[str, dict[str, Any]] = {}
     if output.suffix == ".parquet" and output.exists():
-        for row in _read_parquet(output):
+        for n, row in enumerate(_read_parquet(output), 1):
+            check_schema_version(row, f"{output} row {n}")
             rows[row["key"]] = row
     journal = _journal(output)
     if journal.exists():
@@ -159,6 +161,7 @@ def load_results(output: str | Path) -> list[dict[str, Any]]:
                 if n == len(lines):
                     break
                 raise ConfigError(f"{journal}:{n}: not a JSON line; remove it or start a new output") from None
+            check_schema_version(row, f"{journal}:{n}")
             rows[row["key"]] = row
     return sorted(rows.values(), key=lambda r: (r.get("index", 0), r["key"]))
 
@@ -312,7 +315,7 @@ def flatten(row: dict[str, Any]) -> dict[str, Any]:
         else:
             out[prefix] = value
 
-    for key in ("key", "index", "name", "error"):
+    for key in ("schema_version", "key", "index", "name", "error"):
         if key in row:
             out[key] = row[key]
     for k, v in (row.get("params") or {}).items():

@@ -341,3 +341,22 @@ def model_groups(units: list[tuple[Experiment, MeasuredRun]]) -> dict[str, list[
     for e, r in units:
         groups.setdefault(e.model, []).append((e, r))
     return groups
+
+
+def measured_saturated(experiments: Sequence[Experiment]) -> set[str]:
+    """Names ('exp/run') of open-loop runs measured saturated (queue growing), which a fit leaves out."""
+    from servesim.validation.compare import aggregate_saturation_possible, queue_growing
+
+    out = set()
+    for e in experiments:
+        for r in e.runs:
+            if r.mode != "open":
+                continue
+            if r.measured is None:  # aggregates only: left out unless the mean TTFT rules saturation out
+                if aggregate_saturation_possible(r.measured_means().get("ttft_mean_ms")):
+                    out.add(f"{e.name}/{r.name}")
+                continue
+            ok = [m for m in r.measured if m.ok]
+            if queue_growing([m.arrival_s for m in ok], [m.ttft_ms for m in ok], failed=len(r.measured) - len(ok), total=len(r.measured)):
+                out.add(f"{e.name}/{r.name}")
+    return out
