@@ -31,6 +31,7 @@ import numpy as np
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo
 from pydantic import field_validator, model_validator
 
+from servesim.config.compressed import read_bytes, strip_gz
 from servesim.config.yamlfile import YamlProblem, parse_yaml_bytes
 from servesim.engine.request import RequestSource
 from servesim.errors import WorkloadError
@@ -392,7 +393,7 @@ def load_workload_yaml(path: str | Path) -> WorkloadSpec:
     if p.is_dir():
         raise WorkloadError(f"--workload {p}: is a folder; give a workload YAML file or a preset ({', '.join(sorted(PRESETS))})")
     try:
-        data = parse_yaml_bytes(p.read_bytes())
+        data = parse_yaml_bytes(read_bytes(p, WorkloadError, "workload file"))
     except OSError as exc:
         raise WorkloadError(f"{p}: cannot read workload file ({exc.__class__.__name__})") from None
     except YamlProblem as exc:
@@ -407,7 +408,7 @@ def load_workload(text: str | Path) -> WorkloadSpec:
     p = Path(text)
     if p.is_dir():
         raise WorkloadError(f"--workload {p}: is a folder; give a workload YAML file or a preset ({', '.join(sorted(PRESETS))})")
-    if p.suffix in (".yaml", ".yml") or p.is_file():
+    if strip_gz(p).suffix in (".yaml", ".yml") or p.is_file():
         return load_workload_yaml(p)
     return preset(str(text))
 
