@@ -18,6 +18,14 @@ CLUSTER_HELP = "Cluster (many instances behind a router; docs/CLUSTER.md)"
 WORKLOAD_HELP = "Workload (GuideLLM/BLIS flag names; default: the 'chat' preset)"
 
 
+def _estimated_tokens(trace: Any) -> bool:
+    """True when the trace is text (ShareGPT) counted without a tokenizer, so its token counts are estimates."""
+    from servesim.workload.trace_formats import UNTIMED, detect_format
+
+    fmt = trace.format if trace.format != "auto" or trace.columns is not None else detect_format(trace.path)
+    return fmt in UNTIMED
+
+
 def register(app: typer.Typer) -> None:
     """Add the `run` command."""
 
@@ -62,6 +70,13 @@ def register(app: typer.Typer) -> None:
         concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Closed-loop clients.", rich_help_panel=WORKLOAD_HELP),
         cv: Optional[float] = typer.Option(None, "--cv", help="Burstiness (coefficient of variation) for gamma arrivals.", rich_help_panel=WORKLOAD_HELP),
         trace: Optional[Path] = typer.Option(None, "--trace", help="Replay a trace: CSV/JSONL (arrival_time_s,input_tokens,output_tokens[,prefix_group]) or an inference-perf replay JSON.", rich_help_panel=WORKLOAD_HELP),
+        trace_format: Optional[str] = typer.Option(None, "--trace-format", help="auto | servesim | mooncake | azure | burstgpt | vidur | sharegpt | vllm-bench | inference-perf | guidellm (default auto: from the file).", rich_help_panel=WORKLOAD_HELP),
+        trace_columns: Optional[str] = typer.Option(None, "--trace-columns", help="Any CSV/JSONL: arrival=COL,input=COL,output=COL (optional arrival_unit=s|ms|us|ns|iso).", rich_help_panel=WORKLOAD_HELP),
+        tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="Local tokenizer.json to count ShareGPT tokens (servesim\\[tokenizer]; default: ~4 characters per token, stated).", rich_help_panel=WORKLOAD_HELP),
+        profile: Optional[str] = typer.Option(None, "--profile", help="GuideLLM profile: synchronous | concurrent (--rate = streams) | throughput | constant | poisson (--rate req/s).", rich_help_panel=WORKLOAD_HELP),
+        request_rate: Optional[float] = typer.Option(None, "--request-rate", help="vllm bench serve: requests/s (inf = all at once), gamma gaps with --burstiness.", rich_help_panel=WORKLOAD_HELP),
+        burstiness: Optional[float] = typer.Option(None, "--burstiness", help="vllm bench serve: gamma shape of the gaps (1 = Poisson; < 1 burstier).", rich_help_panel=WORKLOAD_HELP),
+        max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", help="Cap on requests in flight; later ones wait at the client (vllm bench; GuideLLM throughput streams, default 512).", rich_help_panel=WORKLOAD_HELP),
         seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: the workload's).", rich_help_panel=WORKLOAD_HELP),
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write config, summary and per-request records as JSON."),
         requests_csv: Optional[Path] = typer.Option(None, "--requests-csv", help="Write per-request records as CSV."),
@@ -86,7 +101,7 @@ def register(app: typer.Typer) -> None:
         from servesim.workload import load_workload, workload_from_flags
 
         outputs = [("--output", output), ("--requests-csv", requests_csv)]
-        inputs = [("--trace", trace), ("--workload", workload), ("--hardware-config", hardware_config),
+        inputs = [("--trace", trace), ("--tokenizer", tokenizer), ("--workload", workload), ("--hardware-config", hardware_config),
                   ("--calibration", calibration), ("--model", model), ("--hardware", hardware)]
         inputs.append(("--cluster", cluster))
         check_files(outputs, inputs)  # before any work: an output that is an input or another output is refused
@@ -103,6 +118,8 @@ def register(app: typer.Typer) -> None:
             prompt_tokens_max=prompt_tokens_max, output_tokens=output_tokens, output_tokens_stdev=output_tokens_stdev,
             output_tokens_min=output_tokens_min, output_tokens_max=output_tokens_max, prefix_tokens=prefix_tokens,
             arrival=arrival, concurrency=concurrency, cv=cv, trace=str(trace) if trace else None, seed=seed,
+            profile=profile, request_rate=request_rate, burstiness=burstiness, max_concurrency=max_concurrency,
+            trace_format=trace_format, trace_columns=trace_columns, tokenizer=str(tokenizer) if tokenizer else None,
         )
         engine = {
             "max_num_seqs": max_num_seqs, "max_num_batched_tokens": max_num_batched_tokens, "block_size": block_size,
@@ -148,6 +165,10 @@ def register(app: typer.Typer) -> None:
                 _write_csv(requests_csv, result.requests)
         if result.summary["saturated"]:
             typer.echo(saturation_warning(result.summary), err=True)
+        if spec.trace is not None and spec.trace.tokenizer is None and _estimated_tokens(spec.trace):
+            from servesim.workload.formats.sharegpt import ESTIMATE_NOTE
+
+            typer.echo(f"note: {spec.trace.path}: {ESTIMATE_NOTE}", err=True)
         if json_out:
             echo_json(result.summary, indent=2)
         else:
