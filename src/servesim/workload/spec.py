@@ -41,7 +41,7 @@ from servesim.workload.distributions import MAX_LENGTH, LengthDistribution, leng
 from servesim.workload.prompts import CycledPrompts, PromptModel, Prompts, SharedPrefixPrompts
 from servesim.workload.sources import ClosedLoopListSource, ClosedLoopSource, ConcurrencyCap, ListSource, OpenLoopSource
 from servesim.workload.formats.columns import parse_columns
-from servesim.workload.trace_formats import UNTIMED, TraceOptions, read_trace_file
+from servesim.workload.trace_formats import FORMAT_NAMES, UNTIMED, TraceOptions, read_trace_file
 from servesim.workload.traces import Trace, read_trace
 
 __all__ = [
@@ -649,7 +649,14 @@ def workload_from_flags(
             if trace is None:
                 raise WorkloadError(f"flags: --trace-{key} needs --trace" if key != "tokenizer" else "flags: --tokenizer needs --trace (a ShareGPT file)")
             trace_spec[key] = str(value)
-    untimed = trace is not None and TraceSpec.model_validate(trace_spec).may_be_untimed
+    if trace_format is not None and trace_format not in get_args(TraceSpec.model_fields["format"].annotation):
+        raise WorkloadError(f"flags: --trace-format={trace_format!r}: must be one of {', '.join(FORMAT_NAMES)}")
+    if trace_columns is not None:
+        parse_columns(trace_columns, "flags: --trace-columns")
+    try:
+        untimed = trace is not None and TraceSpec.model_validate(trace_spec).may_be_untimed
+    except ValidationError as exc:
+        raise _one_line(exc, "flags: trace") from None
     if trace is not None:
         clashing = {
             "prompt-tokens": lengths["input_tokens"],
