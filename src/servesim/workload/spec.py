@@ -690,6 +690,8 @@ def workload_from_flags(
             value = value if value is not None else old.get(key)  # keep the base's value where it applies
             if value is not None and key in allowed:
                 new[key] = value
+        if new["process"] == "vllm" and request_rate == math.inf:
+            new.pop("rate", None)  # --request-rate inf: no rate key (every request at t=0), not the base's rate
         if "stages" in old and "stages" in allowed and "rate" not in new:
             new["stages"] = old["stages"]
         data["arrival"] = new
