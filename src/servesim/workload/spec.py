@@ -8,8 +8,12 @@ YAML shape (every key optional unless noted; unknown keys are refused, naming th
     shared_prefix: {num_groups: 4, users_per_group: 8, system_prompt_len: 512, question_len: 128, output_len: 256}
     arrival: {process: poisson, rate: 4}     # synchronous | concurrency (concurrency, think_time_s)
                                              # | constant | poisson | gamma (cv) ; rate or stages
+                                             # | concurrent (concurrency) | throughput (GuideLLM names)
+                                             # | vllm (rate: absent = inf, burstiness): vllm bench serve
+    max_concurrency: 64         # cap on requests in flight (vllm bench --max-concurrency; GuideLLM throughput streams)
     num_requests: 500           # and/or duration_s
-    trace: {path: trace.csv, format: auto, sort: false, errors: skip}   # or just the path
+    trace: {path: trace.csv, format: auto, sort: false, errors: skip}   # or just the path; format: see trace_formats.py
+                                # columns: "arrival=t,input=p,output=o,arrival_unit=ms"; tokenizer: tokenizer.json (ShareGPT)
     inference_perf:             # an inference-perf run: its prompt list sent cyclically, load stages
       shared_prefix: {num_groups: 10, num_prompts_per_group: 10, system_prompt_len: 100, question_len: 447,
                       output_len: 248, extra_input_tokens: {kind: gaussian, mean: 27.87, stdev: 6.49, min: 12, max: 45}}
