@@ -158,3 +158,18 @@ def test_profiles_map_to_guidellm_strategies():
     y = parse_workload({"input_tokens": 5, "output_tokens": 2, "arrival": {"process": "vllm", "rate": 2, "burstiness": 0.5},
                         "num_requests": 4, "max_concurrency": 2})
     assert type(build_source(y)).__name__ == "ConcurrencyCap"
+
+
+def test_sharegpt_with_a_local_tokenizer_json(tmp_path):
+    tokenizers = pytest.importorskip("tokenizers")
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+
+    tok = tokenizers.Tokenizer(WordLevel({"[UNK]": 0, "hello": 1, "world": 2}, unk_token="[UNK]"))
+    tok.pre_tokenizer = Whitespace()
+    tok.save(str(tmp_path / "tokenizer.json"))
+    data = [{"conversations": [{"from": "human", "value": "hello world hello"}, {"from": "gpt", "value": "world"}]}]
+    p = _write(tmp_path, "s.json", json.dumps(data))
+    t = read_trace_file(p, options=TraceOptions(tokenizer=str(tmp_path / "tokenizer.json")))
+    assert [(x.input_tokens, x.output_tokens) for x in t.specs] == [(3, 1)]  # whitespace words, not characters / 4
+    assert not any("estimated" in n for n in t.notes)
