@@ -155,7 +155,8 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("tokenizer-missing", ["run", "--trace", "t_sharegpt.json", "--rate", "2", "--tokenizer", "nope.json"], ["--tokenizer nope.json", "no such file"]),
     ("tokenizer-without-trace", [*RUN, "--tokenizer", "nope.json"], ["--tokenizer needs --trace"]),
     # load shapes under users' names (issue 16)
-    ("profile-sweep", [*RUN, "--profile", "sweep"], ["--profile sweep", "not available in `run` yet"]),
+    ("profile-sweep-bad-size", [*RUN, "--profile", "sweep", "--rate", "1.5", "-o", "OUT"], ["--profile sweep --rate=1.5", "number of benchmarks"]),
+    ("profile-sweep-with-requests-csv", [*RUN, "--profile", "sweep", "--requests-csv", "OUT"], ["--requests-csv cannot be combined with --profile sweep"]),
     ("profile-unknown", [*RUN, "--profile", "burst"], ["--profile='burst'", "synchronous"]),
     ("profile-poisson-no-rate", [*RUN, "--profile", "poisson"], ["--profile poisson needs --rate"]),
     ("profile-with-arrival", [*RUN, "--profile", "poisson", "--rate", "2", "--arrival", "constant"], ["--arrival cannot be combined with --profile"]),

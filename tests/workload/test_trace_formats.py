@@ -173,3 +173,20 @@ def test_sharegpt_with_a_local_tokenizer_json(tmp_path):
     t = read_trace_file(p, options=TraceOptions(tokenizer=str(tmp_path / "tokenizer.json")))
     assert [(x.input_tokens, x.output_tokens) for x in t.specs] == [(3, 1)]  # whitespace words, not characters / 4
     assert not any("estimated" in n for n in t.notes)
+
+
+def test_guidellm_sweep_rates_and_order():
+    from servesim.sweep.guidellm import run_sweep_profile, sweep_rates
+
+    assert sweep_rates(1.0, 10.0, 5) == [4.0, 7.0, 10.0]  # linspace(1, 10, 4)[1:]
+    seen = []
+
+    def fake_run(spec):
+        seen.append((spec.arrival.process, spec.arrival.rate))
+        return {"requests_per_s": {"synchronous": 1.0, "throughput": 10.0}.get(spec.arrival.process, 0.5)}
+
+    rows = run_sweep_profile(workload_from_flags(num_requests=5), 5, fake_run)
+    assert seen == [("synchronous", None), ("throughput", None), ("constant", 4.0), ("constant", 7.0), ("constant", 10.0)]
+    assert [r["strategy"] for r in rows] == ["synchronous", "throughput", "constant", "constant", "constant"]
+    with pytest.raises(WorkloadError, match="integer >= 2"):
+        sweep_rates(1.0, 2.0, 1)

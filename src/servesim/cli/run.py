@@ -18,6 +18,46 @@ CLUSTER_HELP = "Cluster (many instances behind a router; docs/CLUSTER.md)"
 WORKLOAD_HELP = "Workload (GuideLLM/BLIS flag names; default: the 'chat' preset)"
 
 
+def _sweep_size(rate: Any, arrival: Any, concurrency: Any, request_rate: Any, requests_csv: Any, steady_state: bool) -> int:
+    """The number of benchmarks of --profile sweep (GuideLLM: --rate N, default 10); other load flags refused."""
+    from servesim.sweep.guidellm import DEFAULT_SWEEP_SIZE
+
+    for flag, value in (("--arrival", arrival), ("--concurrency", concurrency), ("--request-rate", request_rate),
+                        ("--requests-csv", requests_csv), ("--steady-state", steady_state or None)):
+        if value is not None:
+            raise ServesimError(f"{flag} cannot be combined with --profile sweep (it sets the load of each benchmark)")
+    if rate is None:
+        return DEFAULT_SWEEP_SIZE
+    if rate != int(rate) or not 2 <= rate <= 100:
+        raise ServesimError(f"--profile sweep --rate={rate!r}: the number of benchmarks (GuideLLM), an integer in [2, 100]")
+    return int(rate)
+
+
+def _run_sweep_profile(spec: Any, size: int, output: Any, json_out: bool, kwargs: dict) -> None:
+    """GuideLLM's sweep profile: synchronous, throughput, then constant rates between; a table or JSON per benchmark."""
+    from servesim.simulation import simulate
+    from servesim.sweep.guidellm import run_sweep_profile
+
+    rows = run_sweep_profile(spec, size, lambda s: simulate(workload=s, **kwargs).summary)
+    doc = {"profile": "sweep", "sweep_size": size, "benchmarks": rows}
+    if output is not None:
+        write_json_atomic(output, doc)
+    if json_out:
+        echo_json(doc, indent=2)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"GuideLLM sweep profile ({size} benchmarks)")
+    for col in ("strategy", "rate (req/s)", "served (req/s)", "TTFT mean (ms)", "ITL mean (ms)", "E2E mean (ms)"):
+        table.add_column(col, justify="left" if col == "strategy" else "right")
+    for r in rows:
+        s = r["summary"]
+        fmt = lambda d: "–" if not d or d.get("mean") is None else f"{d['mean']:,.1f}"  # noqa: E731
+        table.add_row(r["strategy"], "–" if r["rate_rps"] is None else f"{r['rate_rps']:.2f}", f"{s['requests_per_s']:.2f}",
+                      fmt(s.get("ttft_ms")), fmt(s.get("itl_ms")), fmt(s.get("e2e_ms")))
+    make_console().print(table)
+
+
 def _estimated_tokens(trace: Any) -> bool:
     """True when the trace is text (ShareGPT) counted without a tokenizer, so its token counts are estimates."""
     from servesim.workload.trace_formats import UNTIMED, detect_format
@@ -112,6 +152,9 @@ def register(app: typer.Typer) -> None:
         base: Any = "chat"
         if workload is not None:
             base = load_workload(workload)
+        sweep_size = None
+        if profile == "sweep":  # GuideLLM: --rate is the number of benchmarks (default 10)
+            sweep_size, rate, profile = _sweep_size(rate, arrival, concurrency, request_rate, requests_csv, steady_state), None, None
         spec = workload_from_flags(
             base=base, rate=rate, num_requests=num_requests, duration_s=duration,
             prompt_tokens=prompt_tokens, prompt_tokens_stdev=prompt_tokens_stdev, prompt_tokens_min=prompt_tokens_min,
@@ -138,6 +181,13 @@ def register(app: typer.Typer) -> None:
             kv_link=kv_link, kv_link_bandwidth=kv_link_bandwidth, kv_link_latency=kv_link_latency, cluster=cluster,
             seed=seed)
         console = make_console(stderr=True)
+        if sweep_size is not None:
+            _run_sweep_profile(spec, sweep_size, output, json_out, dict(
+                model=model, hardware=hardware, tp=tp, engine=engine, latency_model=latency_model, overhead=overhead,
+                frontend_latency_s=None if frontend_latency_ms is None else frontend_latency_ms / 1e3, seed=seed,
+                hardware_config=hardware_config, calibration=calibration, check_invariants=check_invariants,
+                keep_requests=False, dtype=dtype, quantization=quantization, kv_cache_dtype=kv_cache_dtype, **cluster_kw))
+            return
         started = time.perf_counter()
         # Without per-request output, records stream into a fixed-memory summary (exact counts and means,
         # percentiles within 0.5 %); every token's time is kept only with --itl-samples.

@@ -730,8 +730,8 @@ def _load_shape(profile: str | None, request_rate: float | None, burstiness: flo
     if profile not in PROFILES:
         raise WorkloadError(f"flags: --profile={profile!r}: must be one of {', '.join(PROFILES)}")
     if profile == "sweep":
-        raise WorkloadError("flags: --profile sweep runs several benchmarks (synchronous, throughput, then rates between them); "
-                            "not available in `run` yet: run --profile synchronous and throughput, then servesim sweep over rates")
+        raise WorkloadError("flags: --profile sweep runs several benchmarks (synchronous, throughput, then rates between them): "
+                            "servesim run --profile sweep (servesim.sweep.guidellm.run_sweep_profile), not one workload")
     if profile == "concurrent":
         if rate is not None and (rate != int(rate) or rate < 1):
             raise WorkloadError(f"flags: --profile concurrent --rate={rate!r}: the number of streams, an integer >= 1")
