@@ -48,8 +48,10 @@ def test_mooncake_ms_timestamps_and_hash_id_prefix_groups(tmp_path):
     s = t.specs
     assert [x.arrival_s for x in s] == [0.0, 1.5, 3.052, 4.0]
     assert [(x.input_tokens, x.output_tokens) for x in s] == [(1100, 50), (700, 20), (1500, 30), (300, 5)]
-    # first of group 0 defines the chain [0,1,2]; [0,3] shares 1 block = 512 tokens; [0,1,2] shares 3 blocks, capped at input
-    assert [(x.prefix_group, x.prefix_tokens) for x in s] == [(None, 0), ("mooncake:0", 512), ("mooncake:0", 1500), (None, 0)]
+    # the first of group 0 starts the chain [0,1,2] (all 1100 tokens shareable); [0,3] shares 1 block = 512 tokens;
+    # [0,1,2] matches the whole chain: 3 blocks, capped at its input 1500; [9] starts its own chain
+    assert [(x.prefix_group, x.prefix_tokens) for x in s] == [("mooncake:0", 1100), ("mooncake:0", 512), ("mooncake:0", 1500),
+                                                              ("mooncake:9", 300)]
 
 
 def test_azure_iso_timestamps_relative_to_first(tmp_path):

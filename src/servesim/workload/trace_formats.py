@@ -40,6 +40,7 @@ AZURE = ColumnMap("TIMESTAMP", "ContextTokens", "GeneratedTokens", "iso")
 #   Response tokens 0 marks a failed request (kept in BurstGPT_{1,2}.csv, removed in the *_without_fails files).
 BURSTGPT = ColumnMap("Timestamp", "Request tokens", "Response tokens", "s", zero_output_is_failure=True)
 # Vidur trace CSVs (microsoft/vidur TraceReplayRequestGenerator): arrived_at (s), num_prefill_tokens, num_decode_tokens.
+#   Vidur's own scale factors and its clamp to max_tokens are not applied: an over-long request is rejected as vLLM does.
 VIDUR = ColumnMap("arrived_at", "num_prefill_tokens", "num_decode_tokens", "s")
 
 Reader = Callable[[Path, TraceOptions], Trace]

@@ -35,7 +35,7 @@ def read_mooncake(path: str | Path, *, sort: bool = False) -> Trace:
     Modelling assumption (servesim's prefix groups are chains, engine/request.py): requests whose hash_ids start
     with the same id form group "mooncake:<id>"; the group's chain is the longest hash_ids list seen so far that
     each newer one extends; a request's prefix is its leading blocks equal to that chain (x 512 tokens, at most
-    input_length). Sharing on a branch off the chain is not counted (under-counts cache hits, never over-counts).
+    input_length): all its blocks when it starts or extends the chain, so later requests can hit them. Sharing on a branch off the chain is not counted (under-counts cache hits, never over-counts).
     """
     p = Path(path)
     _, rows = rows_of(p, jsonl=True)
@@ -56,9 +56,9 @@ def read_mooncake(path: str | Path, *, sort: bool = False) -> Trace:
             chain = chains.setdefault(ids[0], [])
             shared = _leading(ids, chain)
             if shared == len(chain):
-                chains[ids[0]] = list(ids)  # this request extends the chain (a later turn, a longer prompt)
-            if shared:
-                group, prefix = f"mooncake:{ids[0]}", min(shared * BLOCK_TOKENS, inp)
+                chains[ids[0]] = list(ids)  # this request starts or extends the chain: all its blocks are shareable
+                shared = len(ids)
+            group, prefix = f"mooncake:{ids[0]}", min(shared * BLOCK_TOKENS, inp)
         specs.append(RequestSpec(len(specs), arrival, inp, out, group, prefix))
         wheres.append(where)
     if not specs:
