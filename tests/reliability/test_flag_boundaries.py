@@ -64,6 +64,7 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("experiment h2b", "--output-dir"): PATHS_OK | {"empty"},  # a folder name to create ('' is the current folder)
     ("validate", "--plots"): PATHS_OK | {"empty"},
     ("sweep", "--plot"): set(),  # a PNG path: the grid in BASE has no rate, so every value is refused
+    ("run", "--request-rate"): {"inf", "huge"},  # (0, inf]: inf = every request at t=0 (vllm bench's default)
 }
 # Left out, with the reason: sweep --ray-address without Ray installed is the optional-dependency check (issue 11
 # part A, sweep/runner.py opens its journal first); it is refused with one line, but the journal is already there.
@@ -90,6 +91,10 @@ EXTRA = {
     ("capacity", "--prompt-tokens-stdev"): ["--prompt-tokens", "100"],
     ("capacity", "--output-tokens-stdev"): ["--output-tokens", "10"],
     ("run", "--cv"): ["--arrival", "gamma"],
+    ("run", "--trace-format"): ["--trace", "t.csv"],
+    ("run", "--trace-columns"): ["--trace", "t.csv"],
+    ("run", "--tokenizer"): ["--trace", "sg.json", "--rate", "5"],
+    ("run", "--burstiness"): ["--request-rate", "4"],
     ("run", "--calibration"): ["--latency-model", "calibrated"],
     ("step", "--calibration"): ["--latency-model", "calibrated"],
 }
@@ -101,12 +106,16 @@ ALIASES = {
     "--prefill": ("--prefill",), "--decode": ("--decode",), "--trace": ("trace",), "--rate-min": ("--rate-min",),
     "--rate-max": ("--rate-max",), "--slo": ("--slo",), "--ray-address": ("--ray",), "--prompt-tokens-min": ("--prompt-tokens",),
     "--prompt-tokens-max": ("--prompt-tokens",), "--output-tokens-min": ("--output-tokens",), "--output-tokens-max": ("--output-tokens",),
+    "--trace-format": ("trace.format",), "--trace-columns": ("trace.columns",), "--tokenizer": ("--tokenizer",),
+    "--burstiness": ("arrival.burstiness",),
 }
 FILES = {
     "s.yaml": "base: {latency_model: roofline-v2, workload: {input_tokens: 10, output_tokens: 2, arrival: synchronous, num_requests: 2}}\n"
               "grid: {tp: [1]}\n",
     "e/experiment.yaml": "name: x\nmodel: llama-2-7b-hf\nhardware: H100\ntensor_parallel_size: 1\nengine: {}\n"
                          "ground_truth: {format: requests-csv, path: r.csv}\n",
+    "t.csv": "arrival_time_s,input_tokens,output_tokens\n0,10,2\n",
+    "sg.json": '[{"conversations": [{"from": "human", "value": "hello there"}, {"from": "gpt", "value": "hi"}]}]',
     "e/r.csv": "arrival_time_s,input_tokens,output_tokens,ttft_ms,e2e_ms\n0.0,10,2,10.0,20.0\n1.0,10,2,10.0,20.0\n",
 }
 
@@ -171,7 +180,8 @@ def test_invalid_flag_value_is_refused(command, flag, name, value, files, tmp_pa
     monkeypatch.chdir(cwd)
     out = tmp_path / "out.json"
     base = [str(out) if a == "OUT" else str(out.with_suffix(".jsonl")) if a == "OUT.jsonl" else (str(files / a) if (files / a).exists() and a not in ("run", "step") else a) for a in BASE[command]]
-    argv = [*base, *EXTRA.get((command, flag), []), flag, value]
+    extra = [str(files / a) if a.endswith((".csv", ".json")) else a for a in EXTRA.get((command, flag), [])]
+    argv = [*base, *extra, flag, value]
     code, stdout, err = run_cli(argv, capsys)
     lines = err.strip().splitlines()
     assert code == 2, (argv, code, stdout[-300:], err[-500:])

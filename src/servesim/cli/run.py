@@ -18,6 +18,54 @@ CLUSTER_HELP = "Cluster (many instances behind a router; docs/CLUSTER.md)"
 WORKLOAD_HELP = "Workload (GuideLLM/BLIS flag names; default: the 'chat' preset)"
 
 
+def _sweep_size(rate: Any, arrival: Any, concurrency: Any, request_rate: Any, requests_csv: Any, steady_state: bool) -> int:
+    """The number of benchmarks of --profile sweep (GuideLLM: --rate N, default 10); other load flags refused."""
+    from servesim.sweep.guidellm import DEFAULT_SWEEP_SIZE
+
+    for flag, value in (("--arrival", arrival), ("--concurrency", concurrency), ("--request-rate", request_rate),
+                        ("--requests-csv", requests_csv), ("--steady-state", steady_state or None)):
+        if value is not None:
+            raise ServesimError(f"{flag} cannot be combined with --profile sweep (it sets the load of each benchmark)")
+    if rate is None:
+        return DEFAULT_SWEEP_SIZE
+    if rate != int(rate) or not 2 <= rate <= 100:
+        raise ServesimError(f"--profile sweep --rate={rate!r}: the number of benchmarks (GuideLLM), an integer in [2, 100]")
+    return int(rate)
+
+
+def _run_sweep_profile(spec: Any, size: int, output: Any, json_out: bool, kwargs: dict) -> None:
+    """GuideLLM's sweep profile: synchronous, throughput, then constant rates between; a table or JSON per benchmark."""
+    from servesim.simulation import simulate
+    from servesim.sweep.guidellm import run_sweep_profile
+
+    rows = run_sweep_profile(spec, size, lambda s: simulate(workload=s, **kwargs).summary)
+    doc = {"profile": "sweep", "sweep_size": size, "benchmarks": rows}
+    if output is not None:
+        write_json_atomic(output, doc)
+    if json_out:
+        echo_json(doc, indent=2)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"GuideLLM sweep profile ({size} benchmarks)")
+    for col in ("strategy", "rate (req/s)", "served (req/s)", "TTFT mean (ms)", "ITL mean (ms)", "E2E mean (ms)"):
+        table.add_column(col, justify="left" if col == "strategy" else "right")
+    for r in rows:
+        s = r["summary"]
+        fmt = lambda d: "–" if not d or d.get("mean") is None else f"{d['mean']:,.1f}"  # noqa: E731
+        table.add_row(r["strategy"], "–" if r["rate_rps"] is None else f"{r['rate_rps']:.2f}", f"{s['requests_per_s']:.2f}",
+                      fmt(s.get("ttft_ms")), fmt(s.get("itl_ms")), fmt(s.get("e2e_ms")))
+    make_console().print(table)
+
+
+def _estimated_tokens(trace: Any) -> bool:
+    """True when the trace is text (ShareGPT) counted without a tokenizer, so its token counts are estimates."""
+    from servesim.workload.trace_formats import UNTIMED, detect_format
+
+    fmt = trace.format if trace.format != "auto" or trace.columns is not None else detect_format(trace.path)
+    return fmt in UNTIMED
+
+
 def register(app: typer.Typer) -> None:
     """Add the `run` command."""
 
@@ -62,6 +110,13 @@ def register(app: typer.Typer) -> None:
         concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Closed-loop clients.", rich_help_panel=WORKLOAD_HELP),
         cv: Optional[float] = typer.Option(None, "--cv", help="Burstiness (coefficient of variation) for gamma arrivals.", rich_help_panel=WORKLOAD_HELP),
         trace: Optional[Path] = typer.Option(None, "--trace", help="Replay a trace: CSV/JSONL (columns arrival_time_s, input_tokens, output_tokens[, prefix_group]) or an inference-perf replay JSON.", rich_help_panel=WORKLOAD_HELP),
+        trace_format: Optional[str] = typer.Option(None, "--trace-format", help="auto | servesim | mooncake | azure | burstgpt | vidur | sharegpt | vllm-bench | inference-perf | guidellm (default auto: from the file).", rich_help_panel=WORKLOAD_HELP),
+        trace_columns: Optional[str] = typer.Option(None, "--trace-columns", help="Any CSV/JSONL: arrival=COL,input=COL,output=COL (optional arrival_unit=s|ms|us|ns|iso).", rich_help_panel=WORKLOAD_HELP),
+        tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="Local tokenizer.json to count ShareGPT tokens (servesim[tokenizer]; default: ~4 characters per token, stated).", rich_help_panel=WORKLOAD_HELP),
+        profile: Optional[str] = typer.Option(None, "--profile", help="GuideLLM profile: synchronous | concurrent (--rate = streams) | throughput | constant | poisson (--rate req/s).", rich_help_panel=WORKLOAD_HELP),
+        request_rate: Optional[float] = typer.Option(None, "--request-rate", help="vllm bench serve: requests/s (inf = all at once), gamma gaps with --burstiness.", rich_help_panel=WORKLOAD_HELP),
+        burstiness: Optional[float] = typer.Option(None, "--burstiness", help="vllm bench serve: gamma shape of the gaps (1 = Poisson; < 1 burstier).", rich_help_panel=WORKLOAD_HELP),
+        max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", help="Cap on requests in flight; later ones wait at the client (vllm bench; GuideLLM throughput streams, default 512).", rich_help_panel=WORKLOAD_HELP),
         seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: the workload's).", rich_help_panel=WORKLOAD_HELP),
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write config, summary and per-request records as JSON."),
         output_format: str = typer.Option("servesim", "--output-format", help="Layout of --output: servesim (config, summary, per-request records) | vllm-bench (the keys `vllm bench serve --save-result --save-detailed` writes; docs/FILES.md)."),
@@ -87,7 +142,7 @@ def register(app: typer.Typer) -> None:
         from servesim.workload import load_workload, workload_from_flags
 
         outputs = [("--output", output), ("--requests-csv", requests_csv)]
-        inputs = [("--trace", trace), ("--workload", workload), ("--hardware-config", hardware_config),
+        inputs = [("--trace", trace), ("--tokenizer", tokenizer), ("--workload", workload), ("--hardware-config", hardware_config),
                   ("--calibration", calibration), ("--model", model), ("--hardware", hardware)]
         inputs.append(("--cluster", cluster))
         check_files(outputs, inputs)  # before any work: an output that is an input or another output is refused
@@ -98,12 +153,17 @@ def register(app: typer.Typer) -> None:
         base: Any = "chat"
         if workload is not None:
             base = load_workload(workload)
+        sweep_size = None
+        if profile == "sweep":  # GuideLLM: --rate is the number of benchmarks (default 10)
+            sweep_size, rate, profile = _sweep_size(rate, arrival, concurrency, request_rate, requests_csv, steady_state), None, None
         spec = workload_from_flags(
             base=base, rate=rate, num_requests=num_requests, duration_s=duration,
             prompt_tokens=prompt_tokens, prompt_tokens_stdev=prompt_tokens_stdev, prompt_tokens_min=prompt_tokens_min,
             prompt_tokens_max=prompt_tokens_max, output_tokens=output_tokens, output_tokens_stdev=output_tokens_stdev,
             output_tokens_min=output_tokens_min, output_tokens_max=output_tokens_max, prefix_tokens=prefix_tokens,
             arrival=arrival, concurrency=concurrency, cv=cv, trace=str(trace) if trace else None, seed=seed,
+            profile=profile, request_rate=request_rate, burstiness=burstiness, max_concurrency=max_concurrency,
+            trace_format=trace_format, trace_columns=trace_columns, tokenizer=str(tokenizer) if tokenizer else None,
         )
         engine = {
             "max_num_seqs": max_num_seqs, "max_num_batched_tokens": max_num_batched_tokens, "block_size": block_size,
@@ -122,6 +182,13 @@ def register(app: typer.Typer) -> None:
             kv_link=kv_link, kv_link_bandwidth=kv_link_bandwidth, kv_link_latency=kv_link_latency, cluster=cluster,
             seed=seed)
         console = make_console(stderr=True)
+        if sweep_size is not None:
+            _run_sweep_profile(spec, sweep_size, output, json_out, dict(
+                model=model, hardware=hardware, tp=tp, engine=engine, latency_model=latency_model, overhead=overhead,
+                frontend_latency_s=None if frontend_latency_ms is None else frontend_latency_ms / 1e3, seed=seed,
+                hardware_config=hardware_config, calibration=calibration, check_invariants=check_invariants,
+                keep_requests=False, dtype=dtype, quantization=quantization, kv_cache_dtype=kv_cache_dtype, **cluster_kw))
+            return
         started = time.perf_counter()
         # Without per-request output, records stream into a fixed-memory summary (exact counts and means,
         # percentiles within 0.5 %); every token's time is kept only with --itl-samples.
@@ -153,6 +220,10 @@ def register(app: typer.Typer) -> None:
                 _write_csv(requests_csv, result.requests)
         if result.summary["saturated"]:
             typer.echo(saturation_warning(result.summary), err=True)
+        if spec.trace is not None and spec.trace.tokenizer is None and _estimated_tokens(spec.trace):
+            from servesim.workload.formats.sharegpt import ESTIMATE_NOTE
+
+            typer.echo(f"note: {spec.trace.path}: {ESTIMATE_NOTE}", err=True)
         if json_out:
             echo_json(result.summary, indent=2)
         else:

@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from servesim.cluster.link import KVLink, link_preset
+from servesim.config.compressed import read_bytes
 from servesim.cluster.router import DEFAULT_WEIGHTS, ROUTERS, RouterConfig
 from servesim.errors import ConfigError
 
@@ -153,7 +154,7 @@ def load_cluster_yaml(path: str | Path) -> ClusterSpec:
     """A ClusterSpec from a YAML file."""
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_bytes(p, ConfigError, "cluster spec").decode("utf-8"))  # `.gz` files are gunzipped
     except OSError as exc:
         raise ConfigError(f"--cluster {p}: cannot read ({exc.__class__.__name__})") from None
     except yaml.YAMLError as exc:

@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from servesim.config.compressed import read_bytes
 from servesim.errors import ConfigError
 
 
 def read_json(path: Path, where: str) -> Any:
     """The parsed contents of a JSON file; ConfigError naming `where` if it cannot be read or parsed."""
     try:
-        return json.loads(path.read_text())
+        return json.loads(read_bytes(path, ConfigError, "JSON file").decode("utf-8"))  # `.gz` files are gunzipped
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read ({exc.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -29,6 +29,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
+from servesim.config.compressed import read_bytes
 from servesim.config.yamlfile import YamlProblem, parse_yaml_bytes
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -136,7 +137,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
     if not p.is_file():
         raise ConfigError(f"sweep file {p}: not found")
     try:
-        data = parse_yaml_bytes(p.read_bytes())
+        data = parse_yaml_bytes(read_bytes(p, ConfigError, "sweep file"))  # `.gz` files are gunzipped
     except OSError as exc:
         raise ConfigError(f"sweep file {p}: cannot read ({exc.strerror})") from None
     except YamlProblem as exc:

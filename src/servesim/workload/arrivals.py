@@ -19,6 +19,7 @@ from servesim.errors import WorkloadError
 __all__ = [
     "ArrivalProcess",
     "ClosedLoop",
+    "VllmBench",
     "OpenLoop",
     "Stage",
     "concurrency",
@@ -143,6 +144,37 @@ class ClosedLoop:
             raise WorkloadError(f"arrival think_time_s={self.think_time_s!r}: must be a finite number >= 0")
         object.__setattr__(self, "clients", int(self.clients))
         object.__setattr__(self, "think_time_s", think)
+
+
+@dataclass(frozen=True, slots=True)
+class VllmBench:
+    """`vllm bench serve` arrivals for n requests: --request-rate (inf = all at once) and --burstiness.
+
+    As vLLM's get_request (vllm/benchmarks/serve.py): gaps Gamma(shape=burstiness, scale=1/(rate*burstiness)),
+    mean 1/rate (burstiness 1 = Poisson); the first request waits one gap too; the cumulative delays are then
+    rescaled so the last request is sent at exactly n/rate s.
+    """
+
+    rate: float
+    burstiness: float
+    n: int
+
+    finite = True
+
+    @property
+    def duration_s(self) -> float:
+        """When the last request is sent (s): n / rate (0 for an infinite rate)."""
+        return 0.0 if self.rate == math.inf else self.n / self.rate
+
+    def chunks(self, rng: np.random.Generator, start_s: float = 0.0, chunk: int = 1024) -> Iterator[tuple[np.ndarray, int]]:
+        """All n arrival times (s) as one chunk, stage 0."""
+        if self.rate == math.inf:
+            yield np.full(self.n, start_s), 0
+            return
+        delays = np.cumsum(rng.gamma(self.burstiness, 1.0 / (self.rate * self.burstiness), self.n))
+        if delays[-1] != 0:
+            delays *= (self.n / self.rate) / delays[-1]  # vLLM: all requests sent within n/rate s
+        yield start_s + delays, 0
 
 
 ArrivalProcess: TypeAlias = OpenLoop | ClosedLoop

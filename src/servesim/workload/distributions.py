@@ -17,6 +17,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
+from servesim.config.compressed import read_bytes, strip_gz
 from servesim.errors import WorkloadError
 
 # Longest length any distribution produces (tokens): far beyond any model's context, and it keeps every
@@ -268,11 +269,11 @@ def read_lengths_file(path: str | Path, column: str | None = None) -> tuple[int,
     """Positive integer lengths from a file: one per line, or a named column of a CSV with a header."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_bytes(p, WorkloadError, "lengths file").decode("utf-8")  # `.gz` files are gunzipped
     except (OSError, UnicodeDecodeError) as exc:
         raise WorkloadError(f"{p}: cannot read lengths file ({exc.__class__.__name__})") from None
     lines = text.splitlines()
-    if column is None and p.suffix.lower() != ".csv":
+    if column is None and strip_gz(p).suffix.lower() != ".csv":
         out = tuple(_parse_length(s.strip(), f"{p}: line {i}") for i, s in enumerate(lines, 1) if s.strip())
     else:
         out = _lengths_from_csv(p, lines, column)

@@ -7,6 +7,7 @@ stream, so the same seed gives the same request lengths whatever the arrival pro
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 from collections.abc import Callable, Iterable, Iterator
@@ -18,7 +19,7 @@ from servesim.errors import WorkloadError
 from servesim.workload.arrivals import ClosedLoop, OpenLoop
 from servesim.workload.prompts import PromptModel, prompt_stream
 
-__all__ = ["ClosedLoopListSource", "ClosedLoopSource", "ListSource", "OpenLoopSource", "check_sorted"]
+__all__ = ["ConcurrencyCap", "ClosedLoopListSource", "ClosedLoopSource", "ListSource", "OpenLoopSource", "check_sorted"]
 
 CHUNK = 1024  # requests drawn per vectorised batch; fixed so the draws depend only on the seed
 
@@ -233,3 +234,36 @@ class ClosedLoopListSource(_ClientHeap):
                            base.prefix_tokens, client, base.stage)
         heapq.heappush(self._pending, (arrival_s, self._next, spec))
 
+
+
+class ConcurrencyCap:
+    """Wraps a RequestSource so at most `limit` requests are in flight (vllm bench --max-concurrency).
+
+    Modelling assumption (vLLM's benchmark wraps each request in an asyncio.Semaphore(max_concurrency), and
+    starts its clock inside it): a request that finds every slot taken waits at the client, first come first
+    served, and is sent, with its arrival time set to the sending time, when the earliest slot frees.
+    """
+
+    def __init__(self, inner, limit: int) -> None:  # type: ignore[no-untyped-def]
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise WorkloadError(f"max_concurrency={limit!r}: must be an integer >= 1")
+        self.inner = inner
+        self._free: list[float] = [-math.inf] * limit  # min-heap: since when each free slot is free (s)
+
+    def peek_arrival_s(self) -> float | None:
+        """Sending time (s) of the next request, or None while every slot is taken (or the source is empty)."""
+        t = self.inner.peek_arrival_s()
+        if t is None or not self._free:
+            return None
+        return max(t, self._free[0])
+
+    def pop(self) -> RequestSpec:
+        """The next request, its arrival moved to when a slot was free for it."""
+        spec = self.inner.pop()
+        t = max(spec.arrival_s, heapq.heappop(self._free))
+        return spec if t == spec.arrival_s else dataclasses.replace(spec, arrival_s=t)
+
+    def on_finish(self, spec: RequestSpec, finish_s: float) -> None:
+        """The request finished (or was rejected) at finish_s (s): its slot frees."""
+        heapq.heappush(self._free, finish_s)
+        self.inner.on_finish(spec, finish_s)

@@ -8,8 +8,12 @@ YAML shape (every key optional unless noted; unknown keys are refused, naming th
     shared_prefix: {num_groups: 4, users_per_group: 8, system_prompt_len: 512, question_len: 128, output_len: 256}
     arrival: {process: poisson, rate: 4}     # synchronous | concurrency (concurrency, think_time_s)
                                              # | constant | poisson | gamma (cv) ; rate or stages
+                                             # | concurrent (concurrency) | throughput (GuideLLM names)
+                                             # | vllm (rate: absent = inf, burstiness): vllm bench serve
+    max_concurrency: 64         # cap on requests in flight (vllm bench --max-concurrency; GuideLLM throughput streams)
     num_requests: 500           # and/or duration_s
-    trace: {path: trace.csv, format: auto, sort: false, errors: skip}   # or just the path
+    trace: {path: trace.csv, format: auto, sort: false, errors: skip}   # or just the path; format: see trace_formats.py
+                                # columns: "arrival=t,input=p,output=o,arrival_unit=ms"; tokenizer: tokenizer.json (ShareGPT)
     inference_perf:             # an inference-perf run: its prompt list sent cyclically, load stages
       shared_prefix: {num_groups: 10, num_prompts_per_group: 10, system_prompt_len: 100, question_len: 447,
                       output_len: 248, extra_input_tokens: {kind: gaussian, mean: 27.87, stdev: 6.49, min: 12, max: 45}}
@@ -23,6 +27,7 @@ Relative file paths in a YAML file are resolved against the YAML file's folder.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -31,14 +36,17 @@ import numpy as np
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo
 from pydantic import field_validator, model_validator
 
+from servesim.config.compressed import read_bytes, strip_gz
 from servesim.config.yamlfile import YamlProblem, parse_yaml_bytes
 from servesim.engine.request import RequestSource
 from servesim.errors import WorkloadError
 from servesim.workload import arrivals as arr
 from servesim.workload.distributions import MAX_LENGTH, LengthDistribution, length_distribution
 from servesim.workload.prompts import CycledPrompts, PromptModel, Prompts, SharedPrefixPrompts
-from servesim.workload.sources import ClosedLoopSource, ListSource, OpenLoopSource
-from servesim.workload.traces import read_trace
+from servesim.workload.sources import ClosedLoopListSource, ClosedLoopSource, ConcurrencyCap, ListSource, OpenLoopSource
+from servesim.workload.formats.columns import parse_columns
+from servesim.workload.trace_formats import FORMAT_NAMES, UNTIMED, TraceOptions, read_trace_file
+from servesim.workload.traces import Trace, read_trace
 
 __all__ = [
     "ArrivalSpec",
@@ -145,15 +153,20 @@ class StageSpec(_Strict):
     duration_s: float = Field(gt=0, validation_alias=AliasChoices("duration_s", "duration"))
 
 
-ArrivalName = Literal["synchronous", "concurrency", "constant", "poisson", "gamma"]
-_CLOSED = ("synchronous", "concurrency")
+ArrivalName = Literal["synchronous", "concurrency", "concurrent", "throughput", "constant", "poisson", "gamma", "vllm"]
+_CLOSED = ("synchronous", "concurrency", "concurrent", "throughput")
+# GuideLLM's default max_concurrency (guidellm settings.max_concurrency = 512): the streams of its throughput profile.
+GUIDELLM_MAX_CONCURRENCY = 512
 # process: (required keys, other allowed keys); open-loop processes need exactly one of rate / stages.
 _ARRIVAL_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "synchronous": ((), ("think_time_s",)),
     "concurrency": (("concurrency",), ("think_time_s",)),
+    "concurrent": (("concurrency",), ()),  # GuideLLM: N streams, each sending its next request when one finishes
+    "throughput": ((), ()),  # GuideLLM: everything at once, max_concurrency (default 512) in flight
     "constant": ((), ("rate", "stages")),
     "poisson": ((), ("rate", "stages")),
     "gamma": (("cv",), ("rate", "stages")),
+    "vllm": ((), ("rate", "burstiness")),  # vllm bench serve: no rate = inf (all at t=0); burstiness default 1
 }
 
 
@@ -166,6 +179,7 @@ class ArrivalSpec(_Strict):
     cv: float | None = Field(None, gt=0, le=1000)  # gamma shape 1/cv**2: above 1000 it underflows to bursts of 0 s gaps
     think_time_s: float | None = Field(None, ge=0)
     stages: tuple[StageSpec, ...] | None = Field(None, min_length=1, strict=False)  # a YAML list is fine
+    burstiness: float | None = Field(None, gt=0, le=1e6)  # vllm bench --burstiness: gamma shape of the gaps
 
     @model_validator(mode="before")
     @classmethod
@@ -182,7 +196,7 @@ class ArrivalSpec(_Strict):
         for key in required:
             if key not in given:
                 raise ValueError(f"process {self.process!r} needs {key}")
-        if self.process not in _CLOSED and (self.rate is None) == (self.stages is None):
+        if self.process not in (*_CLOSED, "vllm") and (self.rate is None) == (self.stages is None):
             raise ValueError(f"process {self.process!r} needs exactly one of rate or stages")
         return self
 
@@ -194,7 +208,8 @@ class ArrivalSpec(_Strict):
     def build(self) -> arr.ArrivalProcess:
         """The arrival process this spec describes."""
         if self.closed_loop:
-            return arr.ClosedLoop(self.concurrency or 1, self.think_time_s or 0.0)
+            return arr.ClosedLoop(self.concurrency or (GUIDELLM_MAX_CONCURRENCY if self.process == "throughput" else 1),
+                                  self.think_time_s or 0.0)
         cv = self.cv or 1.0
         if self.stages is not None:
             return arr.staged([(s.rate, s.duration_s) for s in self.stages], self.process, cv)  # type: ignore[arg-type]
@@ -245,10 +260,13 @@ class InferencePerfSpec(_Strict):
 
 
 class TraceSpec(_Strict):
-    """A trace file to replay (CSV, JSONL or inference-perf replay JSON)."""
+    """A trace file to replay, in any format of workload/trace_formats.py (or read through a column map)."""
 
     path: str
-    format: Literal["auto", "csv", "jsonl", "inference_perf"] = "auto"
+    format: Literal["auto", "csv", "jsonl", "inference_perf", "servesim", "mooncake", "azure", "burstgpt", "vidur",
+                    "sharegpt", "vllm-bench", "inference-perf", "guidellm"] = "auto"
+    columns: str | None = None  # arrival=COL,input=COL,output=COL[,arrival_unit=s|ms|us|ns|iso] (any CSV/JSONL)
+    tokenizer: str | None = None  # local tokenizer.json for ShareGPT text (servesim[tokenizer]); else ~4 chars/token
     sort: bool = False  # False: an unsorted trace is refused, naming the row
     errors: Literal["skip", "impute", "raise"] = "skip"  # inference-perf rows with has_error
     stage_durations_s: tuple[Annotated[float, Field(gt=0, strict=True)], ...] | None = Field(None, min_length=1, strict=False)  # tag requests with load stages
@@ -263,6 +281,35 @@ class TraceSpec(_Strict):
     def _resolve_path(cls, v: str, info: ValidationInfo) -> str:
         return _resolve(v, info)
 
+    @field_validator("tokenizer")
+    @classmethod
+    def _resolve_tokenizer(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return None if v is None else _resolve(v, info)
+
+    @field_validator("columns")
+    @classmethod
+    def _check_columns(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                parse_columns(v, "columns")
+            except WorkloadError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+    @property
+    def may_be_untimed(self) -> bool:
+        """True when the trace may lack arrival times (ShareGPT), so an arrival process may come with it."""
+        return self.columns is None and (self.format in UNTIMED or (self.format == "auto" and strip_gz(Path(self.path)).suffix.lower() == ".json"))
+
+    def read(self) -> Trace:
+        """The trace's requests (workload/trace_formats.py)."""
+        opts = TraceOptions(self.sort, self.errors, self.stage_durations_s,
+                            None if self.columns is None else parse_columns(self.columns), self.tokenizer)
+        if self.format in ("csv", "jsonl", "inference_perf"):  # servesim's older format names
+            return read_trace(self.path, format=self.format, sort=self.sort, errors=self.errors,
+                              stage_durations_s=self.stage_durations_s)
+        return read_trace_file(self.path, self.format, opts)
+
 
 class WorkloadSpec(_Strict):
     """A whole workload: request shapes, arrivals and size, or a trace; plus the seed."""
@@ -276,6 +323,7 @@ class WorkloadSpec(_Strict):
     duration_s: float | None = Field(None, gt=0)
     trace: TraceSpec | None = None
     inference_perf: InferencePerfSpec | None = None
+    max_concurrency: int | None = Field(None, ge=1, le=MAX_CLIENTS)  # vllm bench --max-concurrency: cap on in-flight requests
     seed: int = 0
 
     @field_validator("seed", mode="before")
@@ -294,8 +342,13 @@ class WorkloadSpec(_Strict):
                 if key in given:
                     raise ValueError(f"{key} cannot be combined with inference_perf (it sets lengths and arrivals)")
             return self
+        if self.max_concurrency is not None and self.arrival is not None and self.arrival.process in ("synchronous", "concurrency", "concurrent"):
+            raise ValueError(f"max_concurrency does not apply to arrival {self.arrival.process!r} (it caps open-loop, trace and throughput loads)")
+        if self.arrival is not None and self.arrival.process == "vllm" and self.num_requests is None:
+            raise ValueError("arrival 'vllm' needs num_requests (vllm bench --num-prompts)")
         if self.trace is not None:
-            for key in ("input_tokens", "output_tokens", "prefix_tokens", "shared_prefix", "arrival"):
+            untimed = self.trace.may_be_untimed
+            for key in ("input_tokens", "output_tokens", "prefix_tokens", "shared_prefix", *(() if untimed else ("arrival",))):
                 if key in given:
                     raise ValueError(f"{key} cannot be combined with trace (the trace gives lengths and arrivals)")
             return self
@@ -392,7 +445,7 @@ def load_workload_yaml(path: str | Path) -> WorkloadSpec:
     if p.is_dir():
         raise WorkloadError(f"--workload {p}: is a folder; give a workload YAML file or a preset ({', '.join(sorted(PRESETS))})")
     try:
-        data = parse_yaml_bytes(p.read_bytes())
+        data = parse_yaml_bytes(read_bytes(p, WorkloadError, "workload file"))
     except OSError as exc:
         raise WorkloadError(f"{p}: cannot read workload file ({exc.__class__.__name__})") from None
     except YamlProblem as exc:
@@ -407,7 +460,7 @@ def load_workload(text: str | Path) -> WorkloadSpec:
     p = Path(text)
     if p.is_dir():
         raise WorkloadError(f"--workload {p}: is a folder; give a workload YAML file or a preset ({', '.join(sorted(PRESETS))})")
-    if p.suffix in (".yaml", ".yml") or p.is_file():
+    if strip_gz(p).suffix in (".yaml", ".yml") or p.is_file():
         return load_workload_yaml(p)
     return preset(str(text))
 
@@ -424,19 +477,68 @@ def build_prompts(spec: WorkloadSpec) -> PromptModel:
 
 def build_source(spec: WorkloadSpec, seed: int | None = None) -> RequestSource:
     """The lazy RequestSource for spec; an explicit seed overrides spec.seed (BLIS: CLI --seed wins)."""
+    source = _build_source(spec, seed)
+    # vllm bench --max-concurrency (and GuideLLM's max_concurrency on async rates): later requests wait at the client.
+    if spec.max_concurrency is not None and not (spec.arrival is not None and spec.arrival.closed_loop):
+        return ConcurrencyCap(source, spec.max_concurrency)
+    return source
+
+
+def _timed_specs(spec: WorkloadSpec, trace: Trace, seed: int | None) -> list:
+    """An untimed trace's requests (ShareGPT) given arrival times drawn from the workload's open-loop process."""
+    arrival = spec.arrival
+    if arrival is None:
+        raise WorkloadError(f"{trace.path}: this trace has no arrival times; give --rate/--arrival/--profile (a workload YAML: arrival:)")
+    rng = np.random.default_rng(spec.seed if seed is None else seed)
+    n = len(trace.specs) if spec.num_requests is None else min(spec.num_requests, len(trace.specs))
+    process = _open_process(arrival, n)
+    out, it = [], iter(trace.specs)
+    for times, stage in process.chunks(rng.spawn(2)[0], 0.0, 1024):
+        for t in times.tolist():
+            base = next(it, None)
+            if base is None or len(out) >= n or (spec.duration_s is not None and t >= spec.duration_s):
+                return out
+            out.append(dataclasses.replace(base, arrival_s=t, stage=stage))
+    return out
+
+
+def _open_process(arrival: ArrivalSpec, n: int):  # type: ignore[no-untyped-def]
+    """The open-loop arrival process of an ArrivalSpec; the vllm process needs the request count n."""
+    if arrival.process == "vllm":
+        return arr.VllmBench(arrival.rate or math.inf, arrival.burstiness or 1.0, n)
+    return arrival.build()
+
+
+def _closed(spec: WorkloadSpec) -> arr.ClosedLoop:
+    """The closed loop of spec's arrival; GuideLLM throughput runs max_concurrency streams (default 512)."""
+    assert spec.arrival is not None
+    if spec.arrival.process == "throughput":
+        return arr.ClosedLoop(spec.max_concurrency or GUIDELLM_MAX_CONCURRENCY)
+    process = spec.arrival.build()
+    assert isinstance(process, arr.ClosedLoop)
+    return process
+
+
+def _build_source(spec: WorkloadSpec, seed: int | None) -> RequestSource:
+    """The RequestSource of spec before any concurrency cap."""
     if spec.trace is not None:
-        t = spec.trace
-        trace = read_trace(t.path, format=t.format, sort=t.sort, errors=t.errors, stage_durations_s=t.stage_durations_s)
-        specs = [s for s in trace.specs if spec.duration_s is None or s.arrival_s < spec.duration_s]
-        return ListSource(specs[: spec.num_requests], where=trace.path)
+        trace = spec.trace.read()
+        if trace.meta.get("timed", True):
+            if spec.arrival is not None:
+                raise WorkloadError(f"{trace.path}: arrival cannot be combined with trace (the trace gives arrivals)")
+            specs = [s for s in trace.specs if spec.duration_s is None or s.arrival_s < spec.duration_s]
+            return ListSource(specs[: spec.num_requests], where=trace.path)
+        if spec.arrival is not None and spec.arrival.closed_loop:
+            process = _closed(spec)
+            return ClosedLoopListSource(list(trace.specs[: spec.num_requests]), process.clients, think_time_s=process.think_time_s)
+        return ListSource(_timed_specs(spec, trace, seed), where=trace.path)
     arrival = spec.inference_perf.arrival_spec() if spec.inference_perf is not None else spec.arrival
     assert arrival is not None
     rng = np.random.default_rng(spec.seed if seed is None else seed)
-    process = arrival.build()
     kwargs = {"num_requests": spec.num_requests, "duration_s": spec.duration_s}
-    if isinstance(process, arr.ClosedLoop):
-        return ClosedLoopSource(process, build_prompts(spec), rng, **kwargs)
-    return OpenLoopSource(process, build_prompts(spec), rng, **kwargs)
+    if arrival.closed_loop:
+        return ClosedLoopSource(_closed(spec), build_prompts(spec), rng, **kwargs)  # type: ignore[arg-type]
+    return OpenLoopSource(_open_process(arrival, spec.num_requests or 0), build_prompts(spec), rng, **kwargs)  # type: ignore[arg-type]
 
 
 # Named workloads. `chat` (the CLI default): Gaussian prompts 512±256 tokens in [2, 2048], Gaussian
@@ -512,6 +614,13 @@ def workload_from_flags(
     think_time_s: float | None = None,
     trace: str | Path | None = None,
     seed: int | None = None,
+    profile: str | None = None,
+    request_rate: float | None = None,
+    burstiness: float | None = None,
+    max_concurrency: int | None = None,
+    trace_format: str | None = None,
+    trace_columns: str | None = None,
+    tokenizer: str | Path | None = None,
 ) -> WorkloadSpec:
     """A WorkloadSpec from GuideLLM/BLIS-style flat flags laid over `base` (a preset name or spec).
 
@@ -523,6 +632,9 @@ def workload_from_flags(
     """
     data: dict[str, Any] = {}
     seed = check_seed(seed)
+    arrival, rate, concurrency = _load_shape(profile, request_rate, burstiness, arrival, rate, concurrency, cv)
+    if burstiness is not None and arrival != "vllm":
+        raise WorkloadError("flags: --burstiness needs --request-rate (vllm bench serve arrivals)")
     if isinstance(base, str):
         base = preset(base)
     if base is not None:
@@ -535,21 +647,33 @@ def workload_from_flags(
             "output", output_tokens, output_tokens_stdev, output_tokens_min, output_tokens_max
         ),
     }
+    trace_spec: dict[str, Any] = {"path": str(trace)} if trace is not None else {}
+    for key, value in {"format": trace_format, "columns": trace_columns, "tokenizer": tokenizer}.items():
+        if value is not None:
+            if trace is None:
+                raise WorkloadError(f"flags: --trace-{key} needs --trace" if key != "tokenizer" else "flags: --tokenizer needs --trace (a ShareGPT file)")
+            trace_spec[key] = str(value)
+    if trace_format is not None and trace_format not in get_args(TraceSpec.model_fields["format"].annotation):
+        raise WorkloadError(f"flags: --trace-format={trace_format!r}: must be one of {', '.join(FORMAT_NAMES)}")
+    if trace_columns is not None:
+        parse_columns(trace_columns, "flags: --trace-columns")
+    try:
+        untimed = trace is not None and TraceSpec.model_validate(trace_spec).may_be_untimed
+    except ValidationError as exc:
+        raise _one_line(exc, "flags: trace") from None
     if trace is not None:
         clashing = {
             "prompt-tokens": lengths["input_tokens"],
             "output-tokens": lengths["output_tokens"],
             "prefix-tokens": prefix_tokens,
-            "rate": rate,
-            "arrival": arrival,
-            "concurrency": concurrency,
+            **({} if untimed else {"rate": rate, "arrival": arrival, "concurrency": concurrency}),
         }
         given = [k for k, v in clashing.items() if v is not None]
         if given:
             raise WorkloadError(f"flags: --trace cannot be combined with --{given[0]}")
         # A trace brings its own requests: only the seed survives from the base (a preset's 500 requests would truncate it).
         data = {k: v for k, v in data.items() if k == "seed"}
-        data["trace"] = {"path": str(trace)}
+        data["trace"] = trace_spec
     for key, dist in lengths.items():
         if dist is not None:
             data[key] = dist
@@ -563,17 +687,60 @@ def workload_from_flags(
     if process is not None or any(v is not None for v in (rate, cv, think_time_s)):
         new: dict[str, Any] = {"process": process if process is not None else old.get("process", "poisson")}
         allowed = sum(_ARRIVAL_KEYS.get(new["process"], ((), ())), ())  # unknown processes: pydantic says so
-        carry = {"rate": rate, "concurrency": concurrency, "cv": cv, "think_time_s": think_time_s}
+        carry = {"rate": rate, "concurrency": concurrency, "cv": cv, "think_time_s": think_time_s, "burstiness": burstiness}
         for key, value in carry.items():
             if value is not None and key not in allowed:
                 raise WorkloadError(f"flags: --{key.replace('_', '-')} does not apply to arrival {new['process']!r}")
             value = value if value is not None else old.get(key)  # keep the base's value where it applies
             if value is not None and key in allowed:
                 new[key] = value
+        if new["process"] == "vllm" and request_rate == math.inf:
+            new.pop("rate", None)  # --request-rate inf: no rate key (every request at t=0), not the base's rate
         if "stages" in old and "stages" in allowed and "rate" not in new:
             new["stages"] = old["stages"]
         data["arrival"] = new
-    for key, value in {"num_requests": num_requests, "duration_s": duration_s, "seed": seed}.items():
+    for key, value in {"num_requests": num_requests, "duration_s": duration_s, "seed": seed, "max_concurrency": max_concurrency}.items():
         if value is not None:
             data[key] = value
     return parse_workload(data, where="flags")
+
+
+# GuideLLM --profile names -> servesim arrival processes (guidellm benchmark/profile.py: synchronous = one request
+# at a time; concurrent = --rate streams; throughput = all at once, max_concurrency in flight; constant = 1/rate
+# intervals; poisson = exponential gaps at rate; sweep = synchronous, throughput, then rates between).
+PROFILES: dict[str, str] = {"synchronous": "synchronous", "concurrent": "concurrent", "throughput": "throughput",
+                            "constant": "constant", "poisson": "poisson", "sweep": "sweep"}
+
+
+def _load_shape(profile: str | None, request_rate: float | None, burstiness: float | None, arrival: str | None,
+                rate: float | None, concurrency: int | None, cv: float | None) -> tuple[str | None, float | None, int | None]:
+    """(arrival, rate, concurrency) after --profile (GuideLLM) or --request-rate/--burstiness (vllm bench)."""
+    if profile is not None and request_rate is not None:
+        raise WorkloadError("flags: --profile cannot be combined with --request-rate (GuideLLM or vllm bench names, not both)")
+    if (profile is not None or request_rate is not None) and arrival is not None:
+        raise WorkloadError(f"flags: --arrival cannot be combined with --{'profile' if profile is not None else 'request-rate'}")
+    if request_rate is not None:
+        if rate is not None:
+            raise WorkloadError("flags: --request-rate cannot be combined with --rate (they are the same thing; give one)")
+        if isinstance(request_rate, bool) or not (request_rate > 0):
+            raise WorkloadError(f"flags: --request-rate={request_rate!r}: must be a number > 0 or inf")
+        return "vllm", (None if request_rate == math.inf else request_rate), concurrency
+    if profile is None:
+        return arrival, rate, concurrency
+    if profile not in PROFILES:
+        raise WorkloadError(f"flags: --profile={profile!r}: must be one of {', '.join(PROFILES)}")
+    if profile == "sweep":
+        raise WorkloadError("flags: --profile sweep runs several benchmarks (synchronous, throughput, then rates between them): "
+                            "servesim run --profile sweep (servesim.sweep.guidellm.run_sweep_profile), not one workload")
+    if profile == "concurrent":
+        if rate is not None and (rate != int(rate) or rate < 1):
+            raise WorkloadError(f"flags: --profile concurrent --rate={rate!r}: the number of streams, an integer >= 1")
+        streams = concurrency if concurrency is not None else (None if rate is None else int(rate))
+        if streams is None:
+            raise WorkloadError("flags: --profile concurrent needs --rate N (streams, as GuideLLM) or --concurrency N")
+        return "concurrent", None, streams
+    if profile in ("synchronous", "throughput") and rate is not None:
+        raise WorkloadError(f"flags: --rate does not apply to --profile {profile}")
+    if profile in ("constant", "poisson") and rate is None:
+        raise WorkloadError(f"flags: --profile {profile} needs --rate (requests/s)")
+    return PROFILES[profile], rate, concurrency

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from servesim.config.compressed import read_bytes, strip_gz
 from servesim.engine.request import RequestSpec
 from servesim.errors import WorkloadError
 from servesim.workload.prompts import SHARED_GROUP
@@ -124,7 +125,7 @@ def _ordered(specs: list[RequestSpec], wheres: list[str], sort: bool) -> tuple[R
 def _read_text(path: Path) -> str:
     """The file's text, or a WorkloadError for a missing, unreadable or empty file."""
     try:
-        raw = path.read_bytes()
+        raw = read_bytes(path, WorkloadError, "trace")  # `.gz` traces are gunzipped (config/compressed.py)
     except OSError as exc:
         raise WorkloadError(f"{path}: cannot read trace ({exc.__class__.__name__}: {exc})".replace("\n", " ")) from None
     try:
@@ -291,7 +292,7 @@ def read_trace(
 ) -> Trace:
     """Requests from a trace file; format "auto" picks by suffix (.csv, .jsonl/.ndjson, .json = inference-perf)."""
     p = Path(path)
-    fmt = _READERS.get(p.suffix.lower()) if format == "auto" else format
+    fmt = _READERS.get(strip_gz(p).suffix.lower()) if format == "auto" else format
     readers = {
         "csv": lambda: read_csv_trace(p, sort=sort),
         "jsonl": lambda: read_jsonl_trace(p, sort=sort),
@@ -301,7 +302,7 @@ def read_trace(
     }
     if fmt not in readers:
         raise WorkloadError(
-            f"{p}: trace format={format!r} with suffix {p.suffix!r}: "
-            "use .csv, .jsonl or .json, or format=csv|jsonl|inference_perf"
+            f"{p}: trace format={format!r} with suffix {strip_gz(p).suffix!r}: "
+            "use .csv, .jsonl or .json (optionally .gz), or format=csv|jsonl|inference_perf"
         )
     return readers[fmt]()
