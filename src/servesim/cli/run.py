@@ -62,6 +62,7 @@ def register(app: typer.Typer) -> None:
         concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Closed-loop clients.", rich_help_panel=WORKLOAD_HELP),
         cv: Optional[float] = typer.Option(None, "--cv", help="Burstiness (coefficient of variation) for gamma arrivals.", rich_help_panel=WORKLOAD_HELP),
         trace: Optional[Path] = typer.Option(None, "--trace", help="Replay a trace: CSV/JSONL (arrival_time_s,input_tokens,output_tokens[,prefix_group]) or an inference-perf replay JSON.", rich_help_panel=WORKLOAD_HELP),
+        trace_format: str = typer.Option("auto", "--trace-format", help="Format of --trace: auto (by content) | servesim | vllm-bench | inference-perf.", rich_help_panel=WORKLOAD_HELP),
         seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: the workload's).", rich_help_panel=WORKLOAD_HELP),
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write config, summary and per-request records as JSON."),
         requests_csv: Optional[Path] = typer.Option(None, "--requests-csv", help="Write per-request records as CSV."),
@@ -103,6 +104,7 @@ def register(app: typer.Typer) -> None:
             prompt_tokens_max=prompt_tokens_max, output_tokens=output_tokens, output_tokens_stdev=output_tokens_stdev,
             output_tokens_min=output_tokens_min, output_tokens_max=output_tokens_max, prefix_tokens=prefix_tokens,
             arrival=arrival, concurrency=concurrency, cv=cv, trace=str(trace) if trace else None, seed=seed,
+            trace_format=_checked_trace_format(trace_format, trace),
         )
         engine = {
             "max_num_seqs": max_num_seqs, "max_num_batched_tokens": max_num_batched_tokens, "block_size": block_size,
@@ -291,3 +293,14 @@ def _reasons(summary: dict) -> str:
     """' (max_model_len 3)': why requests were rejected, when any were."""
     by = summary.get("rejected_by_reason") or {}
     return f" ({', '.join(f'{k} {v:,}' for k, v in by.items())})" if by else ""
+
+
+def _checked_trace_format(trace_format: str, trace: Path | None) -> str:
+    """--trace-format checked against the trace-format table (and refused without --trace)."""
+    from servesim.workload.trace_formats import TRACE_FORMATS
+
+    if trace_format != "auto" and trace_format not in TRACE_FORMATS:
+        raise ServesimError(f"--trace-format {trace_format!r}: allowed auto, {', '.join(TRACE_FORMATS)}")
+    if trace_format != "auto" and trace is None:
+        raise ServesimError(f"--trace-format {trace_format}: needs --trace FILE")
+    return trace_format

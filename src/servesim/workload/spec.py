@@ -248,7 +248,8 @@ class TraceSpec(_Strict):
     """A trace file to replay (CSV, JSONL or inference-perf replay JSON)."""
 
     path: str
-    format: Literal["auto", "csv", "jsonl", "inference_perf"] = "auto"
+    format: Literal["auto", "csv", "jsonl", "inference_perf"] = "auto"  # servesim's own readers (traces.py)
+    trace_format: str = "auto"  # the trace_formats table: auto | servesim | vllm-bench | inference-perf | …
     sort: bool = False  # False: an unsorted trace is refused, naming the row
     errors: Literal["skip", "impute", "raise"] = "skip"  # inference-perf rows with has_error
     stage_durations_s: tuple[Annotated[float, Field(gt=0, strict=True)], ...] | None = Field(None, min_length=1, strict=False)  # tag requests with load stages
@@ -426,7 +427,17 @@ def build_source(spec: WorkloadSpec, seed: int | None = None) -> RequestSource:
     """The lazy RequestSource for spec; an explicit seed overrides spec.seed (BLIS: CLI --seed wins)."""
     if spec.trace is not None:
         t = spec.trace
-        trace = read_trace(t.path, format=t.format, sort=t.sort, errors=t.errors, stage_durations_s=t.stage_durations_s)
+        if t.trace_format not in ("auto", "servesim"):
+            from servesim.workload.trace_formats import read_any_trace
+
+            trace = read_any_trace(t.path, trace_format=t.trace_format)
+        elif t.trace_format == "auto" and t.format == "auto":
+            from servesim.workload.trace_formats import detect_format, read_any_trace
+
+            trace = (read_any_trace(t.path, trace_format=fmt) if (fmt := detect_format(t.path)) != "servesim" else
+                     read_trace(t.path, format=t.format, sort=t.sort, errors=t.errors, stage_durations_s=t.stage_durations_s))
+        else:
+            trace = read_trace(t.path, format=t.format, sort=t.sort, errors=t.errors, stage_durations_s=t.stage_durations_s)
         specs = [s for s in trace.specs if spec.duration_s is None or s.arrival_s < spec.duration_s]
         return ListSource(specs[: spec.num_requests], where=trace.path)
     arrival = spec.inference_perf.arrival_spec() if spec.inference_perf is not None else spec.arrival
@@ -512,6 +523,7 @@ def workload_from_flags(
     think_time_s: float | None = None,
     trace: str | Path | None = None,
     seed: int | None = None,
+    trace_format: str = "auto",
 ) -> WorkloadSpec:
     """A WorkloadSpec from GuideLLM/BLIS-style flat flags laid over `base` (a preset name or spec).
 
@@ -549,7 +561,7 @@ def workload_from_flags(
             raise WorkloadError(f"flags: --trace cannot be combined with --{given[0]}")
         # A trace brings its own requests: only the seed survives from the base (a preset's 500 requests would truncate it).
         data = {k: v for k, v in data.items() if k == "seed"}
-        data["trace"] = {"path": str(trace)}
+        data["trace"] = {"path": str(trace)} if trace_format == "auto" else {"path": str(trace), "trace_format": trace_format}
     for key, dist in lengths.items():
         if dist is not None:
             data[key] = dist
