@@ -59,6 +59,13 @@ def register(app: typer.Typer) -> None:
         if files and (model is None or hardware is None):
             raise ServesimError(f"validate {files[0]}: a result file needs --model M --hardware H [--tp N] "
                                 "(or an experiment folder with experiment.yaml)")
+        direct = {"--model": model, "--hardware": hardware, "--vllm-log": vllm_log,
+                  "--trace-format": None if trace_format == "auto" else trace_format, "--tp": None if tp == 1 else tp,
+                  **{"--" + k.replace("_", "-"): v for k, v in engine.items()}}
+        given = [f"{k} {v}" for k, v in direct.items() if v is not None]
+        if given and not files:
+            raise ServesimError(f"validate {given[0]}: only for result files (experiment folders and suites take "
+                                "these from experiment.yaml)")
         if vllm_log is not None:
             check_files([("--output", output)], [("--vllm-log", vllm_log)])
         experiments = [experiment_from_file(p, model=model or "", hardware=hardware or "", tp=tp, engine=engine,
