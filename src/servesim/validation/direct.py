@@ -19,10 +19,15 @@ def detect_result_format(path: Path) -> str:
     fmt = detect_format(path)
     if fmt in VALIDATE_FORMATS:
         return fmt
-    try:
-        doc = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        doc = None
+    if path.name.lower().removesuffix(".gz").endswith((".yaml", ".yml")):
+        from servesim.validation._io import read_yaml
+
+        doc = read_yaml(path)
+    else:
+        try:
+            doc = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            doc = None
     if isinstance(doc, dict) and isinstance(doc.get("benchmarks"), list):
         return "guidellm"
     raise GroundTruthError(f"{path}: not a recognised result file (formats: {', '.join(VALIDATE_FORMATS)}); "
