@@ -160,3 +160,21 @@ def test_trace_strategy_is_open_loop_and_yaml_reads(tmp_path, raw):
     y = tmp_path / "benchmarks.yaml"
     y.write_text(yaml.safe_dump(raw))
     assert [r.name for r in load_guidellm(y, sample="replay")] == ["0-synchronous", "1-constant@3.842rps"]
+
+
+def test_prefix_buckets_carried_as_shared_prefix_groups(tmp_path, raw):
+    from servesim.validation.loaders.guidellm import _bucket_prefixes
+
+    # Hand-computed: weights 3:1, bucket 0 has 2 prefixes of 100 tokens, bucket 1 one of 50.
+    got = _bucket_prefixes([(3.0, 2, 100), (1.0, 1, 50)], 4)
+    assert got == [("guidellm-bucket0-prefix0", 100), ("guidellm-bucket0-prefix1", 100),
+                   ("guidellm-bucket1-prefix0", 50), ("guidellm-bucket0-prefix0", 100)]
+
+    def buckets(doc):
+        doc["benchmarks"][1]["config"]["requests"]["data"] = [
+            {"prompt_tokens": 2000, "output_tokens": 50,
+             "prefix_buckets": [{"bucket_weight": 1, "prefix_count": 2, "prefix_tokens": 64}]}]
+    run = load_guidellm(_variant(tmp_path, raw, buckets), benchmarks=[1], sample="replay")[0]
+    assert {s.prefix_group for s in run.requests} == {"guidellm-bucket0-prefix0", "guidellm-bucket0-prefix1"}
+    assert {s.prefix_tokens for s in run.requests} == {64}
+    assert "prefix_buckets" in run.notes["prefix"]

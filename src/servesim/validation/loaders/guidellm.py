@@ -147,6 +147,46 @@ def _aggregates(bench: dict[str, Any], path: Path, where: str, n_ok: int, n_fail
     return out
 
 
+def _prefix_buckets(data_cfg: dict[str, Any], path: Path, where: str) -> list[tuple[float, int, int]]:
+    """GuideLLM (v0.7+) synthetic-data prefix_buckets as (bucket_weight, prefix_count, prefix_tokens); [] if none."""
+    buckets = data_cfg.get("prefix_buckets")
+    if not buckets:
+        return []
+    out = []
+    for b, item in enumerate(as_list(buckets, path, f"{where}.data.prefix_buckets")):
+        bw = f"{where}.data.prefix_buckets[{b}]"
+        item = as_dict(item, path, bw)
+        weight = as_num(item.get("bucket_weight", 1.0), path, f"{bw}.bucket_weight")
+        count = as_int(item.get("prefix_count", 1), path, f"{bw}.prefix_count", min_value=1)
+        tokens = as_int(item.get("prefix_tokens", 0), path, f"{bw}.prefix_tokens")
+        if weight < 0:
+            raise fail(path, f"{bw}.bucket_weight", f"={weight!r}: must be >= 0")
+        out.append((weight, count, tokens))
+    if sum(w for w, _, _ in out) <= 0:
+        raise fail(path, f"{where}.data.prefix_buckets", "bucket weights sum to 0")
+    return out
+
+
+def _bucket_prefixes(buckets: list[tuple[float, int, int]], n: int) -> list[tuple[str | None, int]]:
+    """(prefix_group, prefix_tokens) for n requests in send order, spread over the buckets by weight.
+
+    Assumption (the file does not say which prompt got which prefix): buckets are interleaved by smooth
+    weighted round-robin, and a bucket's requests cycle through its prefix_count prefixes in order.
+    """
+    total = sum(w for w, _, _ in buckets)
+    credit = [0.0] * len(buckets)
+    used = [0] * len(buckets)
+    out: list[tuple[str | None, int]] = []
+    for _ in range(n):
+        credit = [c + w / total for c, (w, _, _) in zip(credit, buckets)]
+        b = max(range(len(buckets)), key=lambda k: credit[k])  # first of the largest credits
+        credit[b] -= 1.0
+        _, count, tokens = buckets[b]
+        out.append((f"guidellm-bucket{b}-prefix{used[b] % count}" if tokens > 0 else None, tokens))
+        used[b] += 1
+    return out
+
+
 def _refuse_sample(bench: dict[str, Any], path: Path, where: str, held: int, sample: str) -> str | None:
     """Refuse a benchmark whose file holds only a sample of the requests sent (GuideLLM sample_requests).
 
@@ -262,6 +302,10 @@ def _benchmark_run(doc: dict[str, Any], i: int, path: Path, drop_rejected: bool,
         if r.output_tokens < 1:  # failed request whose requested length is unknown
             r.recorded_output_tokens, r.output_tokens = r.output_tokens, med_out
         rows.append(r)
+    buckets = _prefix_buckets(data_cfg, path, where)
+    if buckets:
+        for r, (group, tokens) in zip(rows, _bucket_prefixes(buckets, len(rows))):
+            r.prefix_group, r.prefix_tokens = group, min(tokens, r.input_tokens)
 
     if kind == "synchronous":
         mode, conc = "closed", 1
@@ -293,7 +337,10 @@ def _benchmark_run(doc: dict[str, Any], i: int, path: Path, drop_rejected: bool,
         notes["sample"] = sample_note
     if warmup_dropped:
         notes["warmup_dropped"] = f"{warmup_dropped} warmup requests (sent in the {warmup_s:g} s warmup) left out, as GuideLLM's metrics leave them out"
-    if prefix > 0:
+    if buckets:
+        notes["prefix"] = ("shared prefixes from GuideLLM prefix_buckets " + ", ".join(
+            f"{c}×{t} tokens (weight {w:g})" for w, c, t in buckets) + "; buckets interleaved by weight in send order")
+    elif prefix > 0:
         notes["prefix"] = f"every prompt starts with the same {prefix}-token prefix (GuideLLM data prefix_tokens)"
     return build_run(name, rows, stage_names=[name], mode=mode, concurrency=conc,  # type: ignore[arg-type]
                      aggregates=_aggregates(bench, path, where, n_ok, n_failed, duration), notes=notes)
