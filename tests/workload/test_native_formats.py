@@ -120,3 +120,15 @@ def test_trace_table_and_detection(tmp_path):
     assert [s.input_tokens for s in trace.specs] == [100, 100, 100, 50]
     with pytest.raises(ServesimError, match="--trace-format 'nope'"):
         read_any_trace(gz, trace_format="nope")
+
+
+def test_closed_loop_vllm_bench_trace_replays_through_clients(tmp_path):
+    from servesim.workload.sources import ClosedLoopListSource
+    from servesim.workload.spec import build_source, workload_from_flags
+
+    doc = json.loads((DATA / "vllm_bench_detailed.json").read_text())
+    doc.update(request_rate="inf", max_concurrency=2)
+    p = tmp_path / "r.json"
+    p.write_text(json.dumps(doc))
+    src = build_source(workload_from_flags(trace=str(p), trace_format="vllm-bench"))
+    assert isinstance(src, ClosedLoopListSource)

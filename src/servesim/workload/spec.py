@@ -439,6 +439,10 @@ def build_source(spec: WorkloadSpec, seed: int | None = None) -> RequestSource:
         else:
             trace = read_trace(t.path, format=t.format, sort=t.sort, errors=t.errors, stage_durations_s=t.stage_durations_s)
         specs = [s for s in trace.specs if spec.duration_s is None or s.arrival_s < spec.duration_s]
+        if trace.meta.get("mode") == "closed":  # e.g. vllm bench --request-rate inf --max-concurrency N
+            from servesim.workload.sources import ClosedLoopListSource
+
+            return ClosedLoopListSource(specs[: spec.num_requests], int(trace.meta["concurrency"]))
         return ListSource(specs[: spec.num_requests], where=trace.path)
     arrival = spec.inference_perf.arrival_spec() if spec.inference_perf is not None else spec.arrival
     assert arrival is not None
