@@ -132,3 +132,22 @@ def test_closed_loop_vllm_bench_trace_replays_through_clients(tmp_path):
     p.write_text(json.dumps(doc))
     src = build_source(workload_from_flags(trace=str(p), trace_format="vllm-bench"))
     assert isinstance(src, ClosedLoopListSource)
+
+
+GUIDELLM_EXCERPT = Path(__file__).resolve().parents[1] / "validation/data/guidellm_excerpt.json"
+JAN20 = JAN20_LOG.with_name("guidellm-results.json")
+
+
+def test_guidellm_sample_refused_as_trace():
+    assert detect_format(GUIDELLM_EXCERPT) == "guidellm"
+    with pytest.raises(WorkloadError, match=r"benchmarks\[0\]\.requests holds 3 of the 40 requests sent"):
+        read_any_trace(GUIDELLM_EXCERPT)
+
+
+@pytest.mark.skipif(not JAN20.is_file(), reason="shared data not present")
+def test_guidellm_real_sweep_as_trace_stages():
+    trace = read_any_trace(JAN20)
+    assert len(trace.specs) == 200  # 5 benchmarks × 40 requests, none sampled
+    assert sorted({s.stage for s in trace.specs}) == [0, 1, 2, 3, 4]
+    arrivals = [s.arrival_s for s in trace.specs]
+    assert arrivals == sorted(arrivals) and arrivals[0] >= 0

@@ -14,6 +14,7 @@ from typing import Any
 from servesim.errors import WorkloadError
 from servesim.workload.formats import read_inference_perf_lifecycle, read_vllm_bench
 from servesim.workload.formats._common import ImportedRun
+from servesim.workload.formats.guidellm import is_guidellm_report, read_guidellm_trace
 from servesim.workload.formats.inference_perf import is_inference_perf_lifecycle
 from servesim.workload.formats.vllm_bench import is_vllm_bench
 from servesim.workload.traces import Trace, read_trace
@@ -39,15 +40,21 @@ def _inference_perf(path: Path, **kw: Any) -> Trace:
     return _from_imported(read_inference_perf_lifecycle(path))
 
 
+def _guidellm(path: Path, **kw: Any) -> Trace:
+    return _from_imported(read_guidellm_trace(path))
+
+
 TRACE_FORMATS: dict[str, Reader] = {
     "servesim": _servesim,  # servesim CSV/JSONL and inference-perf replay JSON (traces.py)
     "vllm-bench": _vllm_bench,
     "inference-perf": _inference_perf,
+    "guidellm": _guidellm,
 }
 # Content tests for auto-detection of JSON files, in order.
 JSON_DETECTORS: tuple[tuple[str, Callable[[Any], bool]], ...] = (
     ("vllm-bench", is_vllm_bench),
     ("inference-perf", is_inference_perf_lifecycle),
+    ("guidellm", is_guidellm_report),
 )
 
 
@@ -55,6 +62,8 @@ def detect_format(path: str | Path) -> str:
     """The format name of a trace file: JSON content sniffed against JSON_DETECTORS, everything else servesim."""
     p = Path(path)
     name = p.name.lower().removesuffix(".gz")
+    if name.endswith((".yaml", ".yml")):
+        return "guidellm"  # the only YAML trace format (GuideLLM benchmarks.yaml)
     if not name.endswith(".json"):
         return "servesim"
     try:
