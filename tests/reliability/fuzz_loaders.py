@@ -267,7 +267,7 @@ def targets() -> dict[str, Target]:
     manifests = [
         ({**base_manifest, "ground_truth": {"format": "requests-csv", "path": "r.csv"}}, "r.csv", req_csv),
         ({**base_manifest, "ground_truth": {"format": "aggregate", "path": "a.yaml"}}, "a.yaml", dump_yaml(agg)),
-        ({**base_manifest, "ground_truth": {"format": "guidellm", "path": "g.json", "benchmarks": [0, 1]}}, "g.json",
+        ({**base_manifest, "ground_truth": {"format": "guidellm", "path": "g.json", "benchmarks": [0, 1], "sample": "replay"}}, "g.json",
          (TESTDATA / "validation" / "data" / "guidellm_excerpt.json").read_text()),
         ({**base_manifest, "ground_truth": {"format": "inference-perf-replay",
                                              "path": "20260218-150956-codellama-34b-tp2-codegen.json", "profile": "profile.yaml"}},

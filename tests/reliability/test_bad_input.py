@@ -46,6 +46,11 @@ FILES: dict[str, str] = {
     "t_zero_output.csv": "arrival_time_s,input_tokens,output_tokens\n0,10,0\n",
     "t_bad.jsonl": '{"arrival_time_s": 0, "input_tokens": 5, "output_tokens": 2}\n{"arrival_time_s": 1, "input_tok\n',
     "t_long.csv": "arrival_time_s,input_tokens,output_tokens\n0.0,100,10\n0.1,5000,10\n0.2,100,10\n",
+    # other tools' result files (vllm bench serve, inference-perf per-request lifecycle)
+    "vb_neg.json": '{"duration": 1.0, "completed": -2, "total_input_tokens": 10, "total_output_tokens": 5}',
+    "vb_lists.json": '{"duration": 1.0, "completed": 2, "total_input_tokens": 10, "total_output_tokens": 5, "input_lens": [5, 5], "output_lens": [2]}',
+    "ip_bad.json": '[{"start_time": "soon", "end_time": 1.0, "info": {"input_tokens": 3}}]',
+    "vllm_empty.log": "nothing here\n",
     # workload YAML
     "w_unknown.yaml": "input_tokens: 100\noutput_tokens: 10\narrival: {process: poisson, rate: 1}\nnum_requests: 5\nrat: 3\n",
     "w_minmax.yaml": "input_tokens: {kind: uniform, min: 100, max: 10}\noutput_tokens: 10\narrival: {process: poisson, rate: 1}\nnum_requests: 5\n",
@@ -163,6 +168,13 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("request-rate-with-rate", [*RUN, "--request-rate", "2", "--rate", "2"], ["--request-rate cannot be combined with --rate"]),
     ("burstiness-alone", [*RUN, "--burstiness", "0.5"], ["--burstiness needs --request-rate"]),
     ("max-concurrency-synchronous", [*RUN, "--arrival", "synchronous", "--max-concurrency", "4"], ["max_concurrency does not apply to arrival 'synchronous'"]),
+    ("trace-format-without-trace", ["run", "--trace-format", "vllm-bench"], ["--trace-format needs --trace"]),
+    ("vllm-bench-negative", ["run", "--trace", "vb_neg.json", "--trace-format", "vllm-bench"], ["vb_neg.json", "completed=-2", "greater than or equal to 0"]),
+    ("vllm-bench-lists", ["run", "--trace", "vb_lists.json"], ["vb_lists.json", "per-request lists differ in length"]),
+    ("inference-perf-lifecycle-bad", ["run", "--trace", "ip_bad.json", "--trace-format", "inference-perf"], ["ip_bad.json", "records[0].start_time='soon'"]),
+    ("validate-file-no-model", ["validate", "vb_lists.json"], ["vb_lists.json", "needs --model M --hardware H"]),
+    ("validate-file-bad-log", ["validate", "vb_lists.json", "--model", "llama-2-7b-hf", "--hardware", "H100", "--vllm-log", "vllm_empty.log"], ["vllm_empty.log", "no vLLM start-up lines"]),
+    ("validate-folder-with-model", ["validate", "e_tp", "--model", "llama-2-7b-hf"], ["--model llama-2-7b-hf", "only for result files"]),
     # workload YAML
     ("workload-unknown-key", ["run", "--workload", "w_unknown.yaml", "-o", "OUT"], ["w_unknown.yaml", "rat: unknown key", "allowed:", "arrival"]),
     ("workload-min-above-max", ["run", "--workload", "w_minmax.yaml"], ["w_minmax.yaml", "input_tokens", "max=10", ">= min (100)"]),

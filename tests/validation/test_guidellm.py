@@ -21,7 +21,7 @@ def raw() -> dict:
 
 @pytest.fixture(scope="module")
 def runs():
-    return load_guidellm(EXCERPT)
+    return load_guidellm(EXCERPT, sample="replay")  # the excerpt keeps 5 of 40 requests with the full request_totals
 
 
 def test_one_run_per_benchmark_with_strategy_mapping(runs):
@@ -82,7 +82,7 @@ def test_rejected_requests_are_dropped_and_listed(runs, raw):
 
 
 def test_rejected_requests_kept_when_asked():
-    const = load_guidellm(EXCERPT, drop_rejected=False)[1]
+    const = load_guidellm(EXCERPT, drop_rejected=False, sample="replay")[1]
     assert len(const.requests) == 5
     failed = [m for m in const.measured if not m.ok]
     assert len(failed) == 2
@@ -111,8 +111,70 @@ def test_benchmark_aggregates_read_from_metrics(runs, raw):
 
 def test_manifest_selects_benchmarks(tmp_path):
     (tmp_path / "g.json").write_text(EXCERPT.read_text())
-    write_manifest(tmp_path, {"format": "guidellm", "path": "g.json", "benchmarks": [1], "split": "test"})
+    write_manifest(tmp_path, {"format": "guidellm", "path": "g.json", "benchmarks": [1], "split": "test", "sample": "replay"})
     exp = load_experiment(tmp_path)
     assert [r.name for r in exp.runs] == ["1-constant@3.842rps"]
     assert exp.runs[0].notes["split"] == "test"
     assert exp.run("1-constant@3.842rps") is exp.runs[0]
+
+
+def test_sample_is_refused_by_default():
+    with pytest.raises(Exception, match=r"holds 5 of the 40 requests sent .*refuses to replay a sample"):
+        load_guidellm(EXCERPT, benchmarks=[1])
+
+
+def test_sample_replayed_only_when_asked_and_said(runs):
+    assert "replayed only the 5 sampled requests of the 40 sent" in runs[1].notes["sample"]
+
+
+def _variant(tmp_path, raw, mutate):
+    import copy
+
+    doc = copy.deepcopy(raw)
+    mutate(doc)
+    p = tmp_path / "g.json"
+    p.write_text(json.dumps(doc))
+    return p
+
+
+def test_warmup_requests_dropped_as_guidellm_drops_them(tmp_path, raw):
+    def warm(doc):
+        b = doc["benchmarks"][1]
+        b["warmup_duration"] = 5.0
+        t = b["requests"]["successful"][0]["info"]["timings"]
+        shift = t["request_start"] - b["start_time"] + 2.0  # sent 2 s before the benchmark start
+        for k, v in list(t.items()):
+            if isinstance(v, float):
+                t[k] = v - shift
+    run = load_guidellm(_variant(tmp_path, raw, warm), benchmarks=[1], sample="replay")[0]
+    before = load_guidellm(EXCERPT, benchmarks=[1], sample="replay")[0]
+    assert len(run.requests) == len(before.requests) - 1 and "1 warmup requests" in run.notes["warmup_dropped"]
+
+
+def test_trace_strategy_is_open_loop_and_yaml_reads(tmp_path, raw):
+    import yaml
+
+    p = _variant(tmp_path, raw, lambda d: d["benchmarks"][1]["config"]["strategy"].update(type_="trace"))
+    run = load_guidellm(p, benchmarks=[1], sample="replay")[0]
+    assert (run.mode, run.name) == ("open", "1-trace@3.842rps")
+    y = tmp_path / "benchmarks.yaml"
+    y.write_text(yaml.safe_dump(raw))
+    assert [r.name for r in load_guidellm(y, sample="replay")] == ["0-synchronous", "1-constant@3.842rps"]
+
+
+def test_prefix_buckets_carried_as_shared_prefix_groups(tmp_path, raw):
+    from servesim.validation.loaders.guidellm import _bucket_prefixes
+
+    # Hand-computed: weights 3:1, bucket 0 has 2 prefixes of 100 tokens, bucket 1 one of 50.
+    got = _bucket_prefixes([(3.0, 2, 100), (1.0, 1, 50)], 4)
+    assert got == [("guidellm-bucket0-prefix0", 100), ("guidellm-bucket0-prefix1", 100),
+                   ("guidellm-bucket1-prefix0", 50), ("guidellm-bucket0-prefix0", 100)]
+
+    def buckets(doc):
+        doc["benchmarks"][1]["config"]["requests"]["data"] = [
+            {"prompt_tokens": 2000, "output_tokens": 50,
+             "prefix_buckets": [{"bucket_weight": 1, "prefix_count": 2, "prefix_tokens": 64}]}]
+    run = load_guidellm(_variant(tmp_path, raw, buckets), benchmarks=[1], sample="replay")[0]
+    assert {s.prefix_group for s in run.requests} == {"guidellm-bucket0-prefix0", "guidellm-bucket0-prefix1"}
+    assert {s.prefix_tokens for s in run.requests} == {64}
+    assert "prefix_buckets" in run.notes["prefix"]

@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("validate")
     def validate_cmd(
-        paths: Optional[list[Path]] = typer.Argument(None, help="Experiment folders (or experiment.yaml files)."),
+        paths: Optional[list[Path]] = typer.Argument(None, help="Experiment folders (or experiment.yaml files), or result files (vllm bench serve JSON, inference-perf per_request_lifecycle_metrics.json, GuideLLM benchmarks.json) with --model/--hardware/--tp."),
         suite: Optional[list[str]] = typer.Option(None, "--suite", help="Bundled suite: seed13, inference-perf-h100, guidellm-h100, inference-perf-trainval."),
         latency_model: str = LatencyModelOpt,
         overhead: str = OverheadOpt,
@@ -25,6 +25,17 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(42, "--seed", help="Seed for generated workloads (aggregate experiments)."),
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write rows and MAPE as JSON."),
         plots: Optional[Path] = typer.Option(None, "--plots", help="Write predicted-vs-measured PNG charts into this folder."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help="Result files: the model served (bundled name, HF id or config.json)."),
+        hardware: Optional[str] = typer.Option(None, "--hardware", help="Result files: the GPU preset or JSON file."),
+        tp: int = typer.Option(1, "--tp", "-tp", "--tensor-parallel-size", help="Result files: tensor-parallel degree.", min=1),
+        trace_format: str = typer.Option("auto", "--trace-format", help="Result files: auto (by content) | vllm-bench | inference-perf | guidellm."),
+        vllm_log: Optional[Path] = typer.Option(None, "--vllm-log", help="Result files: vLLM server log; engine args and num_gpu_blocks read from it (flags win)."),
+        max_num_seqs: Optional[int] = typer.Option(None, "--max-num-seqs", min=1, help="Result files: vLLM --max-num-seqs."),
+        max_num_batched_tokens: Optional[int] = typer.Option(None, "--max-num-batched-tokens", min=1, help="Result files: vLLM --max-num-batched-tokens."),
+        block_size: Optional[int] = typer.Option(None, "--block-size", min=1, help="Result files: KV block size."),
+        num_gpu_blocks_override: Optional[int] = typer.Option(None, "--num-gpu-blocks-override", min=1, help="Result files: KV blocks on the GPU."),
+        max_model_len: Optional[int] = typer.Option(None, "--max-model-len", min=1, help="Result files: vLLM --max-model-len."),
+        enable_prefix_caching: Optional[bool] = typer.Option(None, "--enable-prefix-caching/--no-enable-prefix-caching", help="Result files: prefix caching."),
     ) -> None:
         """Replay each experiment's measured runs and compare TTFT, ITL, E2E (mean, p50, p90, p99) and throughput."""
         from servesim.validation import list_suites, load_experiment, load_suite
@@ -39,7 +50,27 @@ def register(app: typer.Typer) -> None:
         if plots is not None:
             check_plot_folder(plots)
         suites = [e for name in suite or [] for e in load_suite(name)]  # a bad --suite is named before any folder is read
-        experiments = [load_experiment(p) for p in paths or []] + suites
+        from servesim.validation.direct import experiment_from_file
+
+        engine = {"max_num_seqs": max_num_seqs, "max_num_batched_tokens": max_num_batched_tokens, "block_size": block_size,
+                  "num_gpu_blocks_override": num_gpu_blocks_override, "max_model_len": max_model_len,
+                  "enable_prefix_caching": enable_prefix_caching}
+        files = [p for p in paths or [] if p.is_file() and p.name != "experiment.yaml"]
+        if files and (model is None or hardware is None):
+            raise ServesimError(f"validate {files[0]}: a result file needs --model M --hardware H [--tp N] "
+                                "(or an experiment folder with experiment.yaml)")
+        direct = {"--model": model, "--hardware": hardware, "--vllm-log": vllm_log,
+                  "--trace-format": None if trace_format == "auto" else trace_format, "--tp": None if tp == 1 else tp,
+                  **{"--" + k.replace("_", "-"): v for k, v in engine.items()}}
+        given = [f"{k} {v}" for k, v in direct.items() if v is not None]
+        if given and not files:
+            raise ServesimError(f"validate {given[0]}: only for result files (experiment folders and suites take "
+                                "these from experiment.yaml)")
+        if vllm_log is not None:
+            check_files([("--output", output)], [("--vllm-log", vllm_log)])
+        experiments = [experiment_from_file(p, model=model or "", hardware=hardware or "", tp=tp, engine=engine,
+                                            trace_format=trace_format, vllm_log=vllm_log, seed=seed)
+                       if p in files else load_experiment(p) for p in paths or []] + suites
         cal = None
         if calibration is not None:
             from servesim.latency.calibration import load_calibration

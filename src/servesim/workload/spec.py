@@ -523,6 +523,9 @@ def _build_source(spec: WorkloadSpec, seed: int | None) -> RequestSource:
     """The RequestSource of spec before any concurrency cap."""
     if spec.trace is not None:
         trace = spec.trace.read()
+        if trace.meta.get("mode") == "closed":  # e.g. vllm bench --request-rate inf --max-concurrency N
+            specs = [s for s in trace.specs if spec.duration_s is None or s.arrival_s < spec.duration_s]
+            return ClosedLoopListSource(specs[: spec.num_requests], int(trace.meta["concurrency"]))
         if trace.meta.get("timed", True):
             if spec.arrival is not None:
                 raise WorkloadError(f"{trace.path}: arrival cannot be combined with trace (the trace gives arrivals)")

@@ -10,12 +10,17 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from servesim.config.compressed import strip_gz
 from servesim.errors import WorkloadError
+from servesim.workload.formats._common import ImportedRun
 from servesim.workload.formats.columns import ColumnMap, read_mapped
+from servesim.workload.formats.guidellm import is_guidellm_report, read_guidellm_trace
+from servesim.workload.formats.inference_perf import is_inference_perf_lifecycle, read_inference_perf_lifecycle
 from servesim.workload.formats.mooncake import read_mooncake
 from servesim.workload.formats.sharegpt import read_sharegpt
+from servesim.workload.formats.vllm_bench import is_vllm_bench, read_vllm_bench
 from servesim.workload.traces import Trace, _read_text, read_trace
 
 __all__ = ["FORMATS", "FORMAT_NAMES", "TraceOptions", "UNTIMED", "detect_format", "read_trace_file"]
@@ -54,10 +59,11 @@ def _columns(cmap: ColumnMap, name: str) -> Reader:
     return lambda path, o: read_mapped(path, cmap, sort=o.sort, errors=o.errors, fmt=name)
 
 
-def _not_yet(name: str) -> Reader:
+def _imported(read: Callable[[Path], ImportedRun]) -> Reader:
+    """A reader of another tool's result file (workload/formats/), as a Trace; failed requests kept: they were load."""
     def reader(path: Path, o: TraceOptions) -> Trace:
-        raise WorkloadError(f"--trace-format {name}: not available in this build yet (importer of issue 16 item 1); "
-                            "use servesim, mooncake, azure, burstgpt, vidur, sharegpt or --trace-columns")
+        run = read(path)
+        return Trace(run.specs(), run.path, 0, run.notes, {"format": run.format, "mode": run.mode, "concurrency": run.concurrency})
     return reader
 
 
@@ -68,9 +74,9 @@ FORMATS: dict[str, Reader] = {
     "burstgpt": _columns(BURSTGPT, "burstgpt"),
     "vidur": _columns(VIDUR, "vidur"),
     "sharegpt": lambda path, o: read_sharegpt(path, tokenizer=o.tokenizer),
-    "vllm-bench": _not_yet("vllm-bench"),
-    "inference-perf": _not_yet("inference-perf"),
-    "guidellm": _not_yet("guidellm"),
+    "vllm-bench": _imported(read_vllm_bench),  # vllm bench serve --save-result [--save-detailed]
+    "inference-perf": _imported(read_inference_perf_lifecycle),  # per_request_lifecycle_metrics.json
+    "guidellm": _imported(read_guidellm_trace),  # benchmarks.json / .yaml
 }
 FORMAT_NAMES = ("auto", *FORMATS)
 UNTIMED = frozenset({"sharegpt"})  # formats without arrival times: arrivals come from the workload's arrival process
@@ -80,6 +86,12 @@ DETECT_CSV: tuple[tuple[str, frozenset[str]], ...] = (
     ("azure", frozenset({AZURE.arrival, AZURE.input, AZURE.output})),
     ("burstgpt", frozenset({BURSTGPT.arrival, BURSTGPT.input, BURSTGPT.output})),
     ("vidur", frozenset({VIDUR.arrival, VIDUR.input, VIDUR.output})),
+)
+# JSON result files of other tools, told apart by content, in order.
+DETECT_JSON: tuple[tuple[str, Callable[[Any], bool]], ...] = (
+    ("vllm-bench", is_vllm_bench),
+    ("inference-perf", is_inference_perf_lifecycle),
+    ("guidellm", is_guidellm_report),
 )
 DETECT_JSONL: tuple[tuple[str, frozenset[str]], ...] = (("mooncake", frozenset({"timestamp", "input_length", "output_length"})),)
 
@@ -103,8 +115,15 @@ def detect_format(path: str | Path) -> str:
         except json.JSONDecodeError:
             keys = set()
         return next((name for name, cols in DETECT_JSONL if cols <= keys), "servesim")
+    if suffix in (".yaml", ".yml"):
+        return "guidellm"  # the only YAML trace format (GuideLLM benchmarks.yaml)
     if suffix == ".json":
-        return "sharegpt" if text.lstrip().startswith("[") else "servesim"
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            return "servesim"  # the servesim reader reports the unreadable file with its own one-line error
+        found = next((name for name, test in DETECT_JSON if test(doc)), None)
+        return found or ("sharegpt" if isinstance(doc, list) else "servesim")
     raise WorkloadError(f"{p}: cannot tell the trace format from suffix {suffix!r}; "
                         f"name it with --trace-format ({', '.join(FORMATS)}) or map columns with --trace-columns")
 

@@ -18,8 +18,13 @@ before serving them (HTTP 4xx, no token) are left out of the replay — they cos
 (for example prompts over max_model_len by the server's tokenizer) — and listed in the run notes.
 A shared prefix declared in the synthetic data config (prefix_tokens) is attributed to every request.
 
+Warmup requests (sent before start_time, within warmup_duration) are left out, as GuideLLM's metrics leave
+them out. A file holding only a sample of the sent requests (metrics.request_totals > the records;
+GuideLLM sample_requests) is refused unless sample="replay", which replays the sample and says so.
+YAML reports (benchmarks.yaml) are read like JSON.
+
 Manifest keys (ground_truth.*): path, benchmarks (list of indices to keep, default all),
-drop_rejected (default true).
+drop_rejected (default true), sample (refuse | replay, default refuse).
 """
 
 from __future__ import annotations
@@ -37,16 +42,20 @@ from servesim.validation._io import (
     fail,
     get,
     read_json,
+    read_yaml,
     resolve_existing,
     short,
 )
-from servesim.validation.loaders._common import Row, build_run, check_time_pair, median_count, metadata_notes, spec_bool
+from servesim.validation.loaders._common import (Row, build_run, check_time_pair, median_count, metadata_notes, spec_bool,
+                                                 spec_choice)
 from servesim.validation.measured import MeasuredRun
 
 PREFIX_GROUP = "guidellm-shared-prefix"
 _REJECTED = re.compile(r"Client error '4\d\d|\b4\d\d (Bad Request|Unprocessable|Payload Too Large)")
 _MAX_TOKENS = re.compile(r"""['"]max_tokens['"]\s*:\s*(\d+)""")
-_STRATEGIES = ("synchronous", "concurrent", "throughput", "constant", "poisson")
+# Open-loop strategies replay at the measured send times, so a strategy's type matters only for closed loops.
+_STRATEGIES = ("synchronous", "concurrent", "throughput", "constant", "poisson", "async", "trace")
+OPEN_STRATEGIES = ("constant", "poisson", "async", "trace")
 
 
 def _timings(req: dict[str, Any], path: Path, where: str) -> dict[str, float | None]:
@@ -138,7 +147,72 @@ def _aggregates(bench: dict[str, Any], path: Path, where: str, n_ok: int, n_fail
     return out
 
 
-def _benchmark_run(doc: dict[str, Any], i: int, path: Path, drop_rejected: bool) -> MeasuredRun:
+def _prefix_buckets(data_cfg: dict[str, Any], path: Path, where: str) -> list[tuple[float, int, int]]:
+    """GuideLLM (v0.7+) synthetic-data prefix_buckets as (bucket_weight, prefix_count, prefix_tokens); [] if none."""
+    buckets = data_cfg.get("prefix_buckets")
+    if not buckets:
+        return []
+    out = []
+    for b, item in enumerate(as_list(buckets, path, f"{where}.data.prefix_buckets")):
+        bw = f"{where}.data.prefix_buckets[{b}]"
+        item = as_dict(item, path, bw)
+        weight = as_num(item.get("bucket_weight", 1.0), path, f"{bw}.bucket_weight")
+        count = as_int(item.get("prefix_count", 1), path, f"{bw}.prefix_count", min_value=1)
+        tokens = as_int(item.get("prefix_tokens", 0), path, f"{bw}.prefix_tokens")
+        if weight < 0:
+            raise fail(path, f"{bw}.bucket_weight", f"={weight!r}: must be >= 0")
+        out.append((weight, count, tokens))
+    if sum(w for w, _, _ in out) <= 0:
+        raise fail(path, f"{where}.data.prefix_buckets", "bucket weights sum to 0")
+    return out
+
+
+def _bucket_prefixes(buckets: list[tuple[float, int, int]], n: int) -> list[tuple[str | None, int]]:
+    """(prefix_group, prefix_tokens) for n requests in send order, spread over the buckets by weight.
+
+    Assumption (the file does not say which prompt got which prefix): buckets are interleaved by smooth
+    weighted round-robin, and a bucket's requests cycle through its prefix_count prefixes in order.
+    """
+    total = sum(w for w, _, _ in buckets)
+    credit = [0.0] * len(buckets)
+    used = [0] * len(buckets)
+    out: list[tuple[str | None, int]] = []
+    for _ in range(n):
+        credit = [c + w / total for c, (w, _, _) in zip(credit, buckets)]
+        b = max(range(len(buckets)), key=lambda k: credit[k])  # first of the largest credits
+        credit[b] -= 1.0
+        _, count, tokens = buckets[b]
+        out.append((f"guidellm-bucket{b}-prefix{used[b] % count}" if tokens > 0 else None, tokens))
+        used[b] += 1
+    return out
+
+
+def _refuse_sample(bench: dict[str, Any], path: Path, where: str, held: int, sample: str) -> str | None:
+    """Refuse a benchmark whose file holds only a sample of the requests sent (GuideLLM sample_requests).
+
+    Replaying the sample would offer a fraction of the load at the wrong rate, so servesim refuses
+    (sample="refuse", the default) rather than replay it; it does not rebuild the missing requests from
+    the aggregates. sample="replay" replays the sample anyway and returns the note saying so.
+    """
+    metrics = bench.get("metrics") if isinstance(bench.get("metrics"), dict) else {}
+    totals = metrics.get("request_totals")
+    if not isinstance(totals, dict):
+        return
+    sent = sum(int(totals.get(k) or 0) for k in ("successful", "errored", "incomplete"))
+    if sent <= held:
+        return None
+    cfg = bench.get("config") if isinstance(bench.get("config"), dict) else {}
+    size = cfg.get("sample_requests", cfg.get("sample_size"))
+    if sample == "replay":
+        return f"replayed only the {held} sampled requests of the {sent} sent (sample_requests={size!r}): the offered load is a fraction of the real one"
+    raise fail(path, f"{where}.requests",
+               f"holds {held} of the {sent} requests sent (metrics.request_totals; sample_requests={size!r}): "
+               "servesim refuses to replay a sample as the load; rerun GuideLLM keeping every request "
+               "(or pass sample='replay' / ground_truth.sample: replay to replay the sample, said in the notes)")
+    return None
+
+
+def _benchmark_run(doc: dict[str, Any], i: int, path: Path, drop_rejected: bool, sample: str = "refuse") -> MeasuredRun:
     where = f"benchmarks[{i}]"
     bench = as_dict(doc["benchmarks"][i], path, where)
     strat = _strategy(bench, path, where)
@@ -155,6 +229,8 @@ def _benchmark_run(doc: dict[str, Any], i: int, path: Path, drop_rejected: bool)
     prefix_raw = data_cfg.get("prefix_tokens") or 0
     prefix = int(prefix_raw) if isinstance(prefix_raw, (int, float)) and prefix_raw > 0 else 0
 
+    warmup_s = as_num(bench.get("warmup_duration", 0.0) or 0.0, path, f"{where}.warmup_duration")
+    warmup_dropped = 0
     raw: list[tuple[float, int, Row]] = []
     lags: list[float] = []
     rejected: list[dict[str, Any]] = []
@@ -199,6 +275,15 @@ def _benchmark_run(doc: dict[str, Any], i: int, path: Path, drop_rejected: bool)
                 if t["end"] is not None:
                     e2e = (t["end"] - t["start"]) * 1000.0
             arrival = t["start"] - start
+            if arrival < -1e-3 and -arrival <= warmup_s + 1e-3:
+                # GuideLLM leaves warmup requests out of its metrics: dropped here too (listed in the notes).
+                warmup_dropped += 1
+                if ok:
+                    n_ok -= 1
+                    succ_out.pop()
+                else:
+                    n_failed -= 1
+                continue
             if t["targeted"] is not None:
                 lags.append(t["start"] - t["targeted"])  # type: ignore[operator]
             if arrival < -1e-3:
@@ -210,12 +295,17 @@ def _benchmark_run(doc: dict[str, Any], i: int, path: Path, drop_rejected: bool)
                 e2e_per_token_ms=per_tok)))
     if not raw:
         raise fail(path, f"{where}.requests", "no requests")
+    sample_note = _refuse_sample(bench, path, where, len(raw) + warmup_dropped + len(rejected), sample)
     med_out = median_count(succ_out) or 1
     rows = []
     for _, _, r in sorted(raw, key=lambda x: (x[0], x[1])):
         if r.output_tokens < 1:  # failed request whose requested length is unknown
             r.recorded_output_tokens, r.output_tokens = r.output_tokens, med_out
         rows.append(r)
+    buckets = _prefix_buckets(data_cfg, path, where)
+    if buckets:
+        for r, (group, tokens) in zip(rows, _bucket_prefixes(buckets, len(rows))):
+            r.prefix_group, r.prefix_tokens = group, min(tokens, r.input_tokens)
 
     if kind == "synchronous":
         mode, conc = "closed", 1
@@ -229,7 +319,7 @@ def _benchmark_run(doc: dict[str, Any], i: int, path: Path, drop_rejected: bool)
     else:
         mode, conc = "open", None
     name = f"{i}-{kind}"
-    if kind in ("constant", "poisson") and strat.get("rate") is not None:
+    if kind in OPEN_STRATEGIES and strat.get("rate") is not None:
         name += f"@{as_num(strat['rate'], path, f'{where}.config.strategy.rate'):.3f}rps"
     elif kind == "concurrent":
         name += f"x{conc}"
@@ -243,17 +333,25 @@ def _benchmark_run(doc: dict[str, Any], i: int, path: Path, drop_rejected: bool)
         notes["max_send_lag_s"] = round(max(lags), 6)
     if rejected:
         notes["rejected_dropped"] = rejected
-    if prefix > 0:
+    if sample_note:
+        notes["sample"] = sample_note
+    if warmup_dropped:
+        notes["warmup_dropped"] = f"{warmup_dropped} warmup requests (sent in the {warmup_s:g} s warmup) left out, as GuideLLM's metrics leave them out"
+    if buckets:
+        notes["prefix"] = ("shared prefixes from GuideLLM prefix_buckets " + ", ".join(
+            f"{c}×{t} tokens (weight {w:g})" for w, c, t in buckets) + "; buckets interleaved by weight in send order")
+    elif prefix > 0:
         notes["prefix"] = f"every prompt starts with the same {prefix}-token prefix (GuideLLM data prefix_tokens)"
     return build_run(name, rows, stage_names=[name], mode=mode, concurrency=conc,  # type: ignore[arg-type]
                      aggregates=_aggregates(bench, path, where, n_ok, n_failed, duration), notes=notes)
 
 
 def load_guidellm(path: str | Path, *, benchmarks: list[int] | None = None,
-                  drop_rejected: bool = True) -> list[MeasuredRun]:
+                  drop_rejected: bool = True, sample: str = "refuse") -> list[MeasuredRun]:
     """One MeasuredRun per benchmark of a GuideLLM results file (optionally only the given indices)."""
     path = resolve_existing(Path(path))
-    doc = as_dict(read_json(path), path, "<top>")
+    is_yaml = path.name.lower().removesuffix(".gz").endswith((".yaml", ".yml"))  # GuideLLM writes benchmarks.yaml too
+    doc = as_dict(read_yaml(path) if is_yaml else read_json(path), path, "<top>")
     benches = as_list(get(doc, "benchmarks", path, ""), path, "benchmarks")
     if not benches:
         raise fail(path, "benchmarks", "empty (no benchmarks)")
@@ -261,7 +359,9 @@ def load_guidellm(path: str | Path, *, benchmarks: list[int] | None = None,
     for i in indices:
         if not 0 <= i < len(benches):
             raise fail(path, "benchmarks", f"index {i} out of range (the file has {len(benches)})")
-    return [_benchmark_run(doc, i, path, drop_rejected) for i in indices]
+    if sample not in ("refuse", "replay"):
+        raise fail(path, "sample", f"={sample!r}: allowed refuse, replay")
+    return [_benchmark_run(doc, i, path, drop_rejected, sample) for i in indices]
 
 
 def load(spec: dict[str, Any], data_path: Path, manifest: Path) -> list[MeasuredRun]:
@@ -271,7 +371,8 @@ def load(spec: dict[str, Any], data_path: Path, manifest: Path) -> list[Measured
     if sel is not None:
         indices = [as_int(v, manifest, f"ground_truth.benchmarks[{j}]")
                    for j, v in enumerate(as_list(sel, manifest, "ground_truth.benchmarks"))]
-    runs = load_guidellm(data_path, benchmarks=indices, drop_rejected=spec_bool(spec, "drop_rejected", manifest, True))
+    runs = load_guidellm(data_path, benchmarks=indices, drop_rejected=spec_bool(spec, "drop_rejected", manifest, True),
+                         sample=spec_choice(spec, "sample", manifest, ("refuse", "replay"), "refuse"))
     meta = metadata_notes(spec)
     for r in runs:
         r.notes.update(meta)

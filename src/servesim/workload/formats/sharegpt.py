@@ -33,13 +33,13 @@ def char_estimate(text: str) -> int:
 @lru_cache(maxsize=4)
 def tokenizer_counter(path: str) -> Callable[[str], int]:
     """A token counter from a local Hugging Face tokenizer.json (the `tokenizers` library, servesim[tokenizer])."""
+    p = Path(path)
+    if not p.is_file():
+        raise WorkloadError(f"--tokenizer {path}: no such file; give a local tokenizer.json")
     try:
         from tokenizers import Tokenizer
     except ImportError:
         raise WorkloadError(f"--tokenizer {path}: needs the `tokenizers` library: pip install 'servesim[tokenizer]'") from None
-    p = Path(path)
-    if not p.is_file():
-        raise WorkloadError(f"--tokenizer {path}: no such file; give a local tokenizer.json")
     try:
         tok = Tokenizer.from_file(str(p))
     except Exception as exc:  # tokenizers raises its own Exception type for a bad file
