@@ -15,6 +15,7 @@ YAML shape (every key optional unless noted; unknown keys are refused, naming th
                       output_len: 248, extra_input_tokens: {kind: gaussian, mean: 27.87, stdev: 6.49, min: 12, max: 45}}
       stages: [{rate: 8, duration: 600}, {rate: 20, duration: 600}]
       arrival: poisson          # or constant (exact 1/rate gaps)
+    lora: {adapters: 8}         # LoRA adapters lora-0 … lora-7, uniform; or {weights: {sql: 3, chat: 1}} (needs --enable-lora)
     seed: 0
 
 A trace replaces lengths, prefixes and arrival (it may be cut by num_requests / duration_s).
@@ -36,6 +37,7 @@ from servesim.engine.request import RequestSource
 from servesim.errors import WorkloadError
 from servesim.workload import arrivals as arr
 from servesim.workload.distributions import MAX_LENGTH, LengthDistribution, length_distribution
+from servesim.workload.lora import MAX_ADAPTERS, LoraMixSource, LoraMixSpec
 from servesim.workload.prompts import CycledPrompts, PromptModel, Prompts, SharedPrefixPrompts
 from servesim.workload.sources import ClosedLoopSource, ListSource, OpenLoopSource
 from servesim.workload.traces import read_trace
@@ -276,6 +278,7 @@ class WorkloadSpec(_Strict):
     duration_s: float | None = Field(None, gt=0)
     trace: TraceSpec | None = None
     inference_perf: InferencePerfSpec | None = None
+    lora: LoraMixSpec | None = None  # LoRA adapter mix (workload/lora.py); None = every request uses the base model
     seed: int = 0
 
     @field_validator("seed", mode="before")
@@ -424,6 +427,15 @@ def build_prompts(spec: WorkloadSpec) -> PromptModel:
 
 def build_source(spec: WorkloadSpec, seed: int | None = None) -> RequestSource:
     """The lazy RequestSource for spec; an explicit seed overrides spec.seed (BLIS: CLI --seed wins)."""
+    src = _build_source(spec, seed)
+    if spec.lora is None:
+        return src
+    if spec.trace is not None and any(s.lora is not None for s in src._specs):  # type: ignore[attr-defined]
+        raise WorkloadError(f"workload: lora: the trace {spec.trace.path} has its own lora column; give one of the two")
+    return LoraMixSource(src, spec.lora, spec.seed if seed is None else seed)
+
+
+def _build_source(spec: WorkloadSpec, seed: int | None) -> RequestSource:
     if spec.trace is not None:
         t = spec.trace
         trace = read_trace(t.path, format=t.format, sort=t.sort, errors=t.errors, stage_durations_s=t.stage_durations_s)
@@ -512,6 +524,7 @@ def workload_from_flags(
     think_time_s: float | None = None,
     trace: str | Path | None = None,
     seed: int | None = None,
+    lora_adapters: int | None = None,
 ) -> WorkloadSpec:
     """A WorkloadSpec from GuideLLM/BLIS-style flat flags laid over `base` (a preset name or spec).
 
@@ -576,4 +589,8 @@ def workload_from_flags(
     for key, value in {"num_requests": num_requests, "duration_s": duration_s, "seed": seed}.items():
         if value is not None:
             data[key] = value
+    if lora_adapters is not None:  # --lora-adapters N: a uniform mix over N adapters, replacing the base's mix
+        if isinstance(lora_adapters, bool) or not isinstance(lora_adapters, int) or not 1 <= lora_adapters <= MAX_ADAPTERS:
+            raise WorkloadError(f"flags: --lora-adapters={lora_adapters!r}: must be an integer in [1, {MAX_ADAPTERS}]")
+        data["lora"] = {"adapters": lora_adapters}
     return parse_workload(data, where="flags")
