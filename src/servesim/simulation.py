@@ -139,6 +139,14 @@ def check_kv_capacity(engine: EngineConfig, model: ModelSpec, blocks: int) -> No
     )
 
 
+def lora_slot_bytes(engine: EngineConfig, model: ModelSpec) -> float:
+    """Bytes per GPU of the max_loras adapter slots vLLM allocates at start-up (each padded to max_lora_rank)."""
+    from servesim.latency.lora import adapter_bytes_per_gpu
+
+    # vLLM's memory profile runs with dummy LoRAs in every slot: the slots come out of the KV cache's memory.
+    return engine.max_loras * adapter_bytes_per_gpu(model, engine.tensor_parallel_size, engine.max_lora_rank)
+
+
 def kv_blocks_for(engine: EngineConfig, model: ModelSpec, hardware: Hardware) -> int:
     """KV blocks per GPU: the override when set, else vLLM's memory profile (engine/capacity.py)."""
     tp, pp = engine.tensor_parallel_size, engine.pipeline_parallel_size
@@ -153,6 +161,14 @@ def kv_blocks_for(engine: EngineConfig, model: ModelSpec, hardware: Hardware) ->
         weights = (weights - model.embedding_params * model.served_bytes) * frac + vocab
         kv_token = kv_token * frac
     have = hardware.usable_memory_bytes * engine.gpu_memory_utilization
+    if engine.enable_lora:
+        slots = lora_slot_bytes(engine, model)
+        if slots + weights / tp > have:
+            raise ConfigError(
+                f"--max-loras {engine.max_loras} --max-lora-rank {engine.max_lora_rank}: the adapter slots need "
+                f"{slots / (1 << 30):.2f} GiB per GPU on top of {weights / tp / (1 << 30):.1f} GiB of weights; "
+                f"{have / (1 << 30):.1f} GiB available (lower --max-loras or --max-lora-rank)")
+        weights += slots * tp
     if weights / tp > have:
         # vLLM fails loading the weights (CUDA out of memory), override or not.
         raise ConfigError(
@@ -221,7 +237,7 @@ def check_lora_workload(described: Mapping[str, Any] | None, engines: Iterable[E
     """ConfigError when a workload assigns LoRA adapters and an engine serving it has LoRA off."""
     if described and described.get("lora") is not None and not all(e.enable_lora for e in engines):
         # vLLM answers 404 (model does not exist) for an adapter it does not serve: refused whole, before the run.
-        raise ConfigError(f"workload lora {described['lora']}: the workload asks for LoRA adapters but the engine has "
+        raise ConfigError(f"--lora-adapters / workload lora {described['lora']}: the workload asks for LoRA adapters but the engine has "
                           "LoRA off; add --enable-lora (engine enable_lora: true)")
 
 
