@@ -97,6 +97,8 @@ EXTRA = {
     ("run", "--max-lora-rank"): ["--enable-lora"],
     ("run", "--max-cpu-loras"): ["--enable-lora"],
     ("run", "--lora-adapters"): ["--enable-lora"],
+    ("step", "--max-lora-rank"): ["--enable-lora"],
+    ("step", "--lora-adapters"): ["--enable-lora"],
 }
 # What the one-line message may call a flag instead of its own name (the field it sets).
 ALIASES = {
