@@ -49,7 +49,8 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("run", "--duration"): {"huge"},  # (0, inf): the 3 requests end the run first
     ("capacity", "--duration"): {"huge"},
     ("run", "--frontend-latency-ms"): {"zero"},  # [0, 60 s]
-    ("run", "--max-cpu-loras"): {"huge"},  # >= --max-loras: a cap on cached adapters (CPU memory is not modelled)
+    ("run", "--max-cpu-loras"): {"huge"},
+    ("capacity", "--max-cpu-loras"): {"huge"},  # >= --max-loras: a cap on cached adapters (CPU memory is not modelled)
     ("run", "--output"): PATHS_OK,
     ("run", "--requests-csv"): PATHS_OK,
     ("capacity", "--output"): PATHS_OK,
@@ -97,6 +98,10 @@ EXTRA = {
     ("run", "--max-lora-rank"): ["--enable-lora"],
     ("run", "--max-cpu-loras"): ["--enable-lora"],
     ("run", "--lora-adapters"): ["--enable-lora"],
+    ("capacity", "--max-loras"): ["--enable-lora"],
+    ("capacity", "--max-lora-rank"): ["--enable-lora"],
+    ("capacity", "--max-cpu-loras"): ["--enable-lora"],
+    ("capacity", "--lora-adapters"): ["--enable-lora"],
     ("step", "--max-lora-rank"): ["--enable-lora"],
     ("step", "--lora-adapters"): ["--enable-lora"],
 }

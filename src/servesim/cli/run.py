@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 
 from servesim.cli.common import (
-    DtypeOpt, HardwareConfigOpt, HardwareOpt, KvCacheDtypeOpt, LatencyModelOpt, ModelOpt, OverheadOpt, EpOpt, PpOpt, QuantizationOpt, TpOpt, check_files, echo_json, make_console, write_atomic, write_json_atomic,
+    DtypeOpt, EnableLoraOpt, LoraAdaptersOpt, MaxCpuLorasOpt, MaxLoraRankOpt, MaxLorasOpt, lora_engine_args, HardwareConfigOpt, HardwareOpt, KvCacheDtypeOpt, LatencyModelOpt, ModelOpt, OverheadOpt, EpOpt, PpOpt, QuantizationOpt, TpOpt, check_files, echo_json, make_console, write_atomic, write_json_atomic,
 )
 from servesim.errors import ServesimError
 
@@ -45,10 +45,10 @@ def register(app: typer.Typer) -> None:
         long_prefill_token_threshold: int = typer.Option(0, "--long-prefill-token-threshold", help="Cap on one request's prefill chunk (0 = none).", rich_help_panel=ENGINE_HELP),
         max_model_len: Optional[int] = typer.Option(None, "--max-model-len", help="Longest prompt+output accepted (default: the model's).", rich_help_panel=ENGINE_HELP),
         async_scheduling: bool = typer.Option(True, "--async-scheduling/--no-async-scheduling", help="Schedule step k+1 while step k runs (vLLM >= 0.14 default).", rich_help_panel=ENGINE_HELP),
-        enable_lora: bool = typer.Option(False, "--enable-lora", help="Serve LoRA adapters (docs/LATENCY.md, \"LoRA\").", rich_help_panel=ENGINE_HELP),
-        max_loras: int = typer.Option(1, "--max-loras", help="Most distinct adapters in one batch (= GPU adapter slots).", rich_help_panel=ENGINE_HELP),
-        max_lora_rank: int = typer.Option(16, "--max-lora-rank", help="LoRA rank every slot is padded to (1, 8, 16, 32, 64, 128, 256, 320, 512).", rich_help_panel=ENGINE_HELP),
-        max_cpu_loras: Optional[int] = typer.Option(None, "--max-cpu-loras", help="Adapters cached in CPU memory (default: --max-loras; must be >= it).", rich_help_panel=ENGINE_HELP),
+        enable_lora: bool = EnableLoraOpt,
+        max_loras: int = MaxLorasOpt,
+        max_lora_rank: int = MaxLoraRankOpt,
+        max_cpu_loras: Optional[int] = MaxCpuLorasOpt,
         workload: Optional[str] = typer.Option(None, "--workload", help="Workload YAML file or preset name (chat).", rich_help_panel=WORKLOAD_HELP),
         rate: Optional[float] = typer.Option(None, "--rate", help="Requests per second (open loop).", rich_help_panel=WORKLOAD_HELP),
         num_requests: Optional[int] = typer.Option(None, "--num-requests", help="Requests to send.", rich_help_panel=WORKLOAD_HELP),
@@ -67,7 +67,7 @@ def register(app: typer.Typer) -> None:
         cv: Optional[float] = typer.Option(None, "--cv", help="Burstiness (coefficient of variation) for gamma arrivals.", rich_help_panel=WORKLOAD_HELP),
         trace: Optional[Path] = typer.Option(None, "--trace", help="Replay a trace: CSV/JSONL (arrival_time_s,input_tokens,output_tokens[,prefix_group]) or an inference-perf replay JSON.", rich_help_panel=WORKLOAD_HELP),
         seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: the workload's).", rich_help_panel=WORKLOAD_HELP),
-        lora_adapters: Optional[int] = typer.Option(None, "--lora-adapters", help="Each request asks for one of N LoRA adapters, uniformly (needs --enable-lora).", rich_help_panel=WORKLOAD_HELP),
+        lora_adapters: Optional[int] = LoraAdaptersOpt,
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write config, summary and per-request records as JSON."),
         requests_csv: Optional[Path] = typer.Option(None, "--requests-csv", help="Write per-request records as CSV."),
         json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON instead of a table."),
@@ -117,10 +117,7 @@ def register(app: typer.Typer) -> None:
             "max_model_len": max_model_len, "async_scheduling": async_scheduling,
             "pipeline_parallel_size": pp, "enable_expert_parallel": enable_expert_parallel,
         }
-        if enable_lora or max_loras != 1 or max_lora_rank != 16 or max_cpu_loras is not None:
-            if not enable_lora:
-                raise ServesimError("--max-loras/--max-lora-rank/--max-cpu-loras: need --enable-lora")
-            engine.update(enable_lora=True, max_loras=max_loras, max_lora_rank=max_lora_rank, max_cpu_loras=max_cpu_loras)
+        engine.update(lora_engine_args(enable_lora, max_loras, max_lora_rank, max_cpu_loras))
         if spec.trace is not None:  # a workload YAML's trace is an input too
             check_files(outputs, [("--workload trace", spec.trace.path)])
         from servesim.cli.cluster import cluster_args
