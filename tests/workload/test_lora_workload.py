@@ -59,8 +59,10 @@ def test_adapters_without_enable_lora_are_refused():
 
 
 def test_lora_on_without_adapter_requests_changes_nothing():
-    off = simulate("llama-3.1-8b", workload=BASE, latency_model="roofline-v2", seed=2)
-    on = simulate("llama-3.1-8b", workload=BASE, latency_model="roofline-v2", seed=2, engine={"enable_lora": True, "max_loras": 4})
+    # Same KV blocks on both sides (LoRA's adapter slots otherwise take 4 x 80 MiB of the KV cache's memory).
+    off = simulate("llama-3.1-8b", workload=BASE, latency_model="roofline-v2", seed=2, engine={"num_gpu_blocks_override": 20_000})
+    on = simulate("llama-3.1-8b", workload=BASE, latency_model="roofline-v2", seed=2,
+                  engine={"enable_lora": True, "max_loras": 4, "num_gpu_blocks_override": 20_000})
     lora = on.summary.pop("lora")
     assert lora["adapter_loads"] == 0 and on.summary == off.summary and on.requests == off.requests
 
@@ -86,3 +88,14 @@ def test_cluster_runs_lora_per_instance():
     r = simulate("llama-3.1-8b", workload={**BASE, "lora": {"adapters": 4}}, latency_model="roofline-v2", seed=2,
                  instances=2, check_invariants=True, engine={"enable_lora": True, "max_loras": 2})
     assert r.summary["completed"] == 80 and r.summary["lora"]["adapter_loads"] >= 4
+
+
+def test_adapter_slots_take_kv_memory():
+    from servesim.config import load_hardware, load_model
+    from servesim.simulation import kv_blocks_for, resolve_engine
+
+    m, hw = load_model("llama-3.1-8b"), load_hardware("H100")
+    off = kv_blocks_for(resolve_engine({}, m, hw, 1), m, hw)
+    on = kv_blocks_for(resolve_engine({"enable_lora": True, "max_loras": 8}, m, hw, 1), m, hw)
+    # 8 slots x 83,886,080 bytes = 640 MiB; a block of 16 tokens of Llama-3.1-8B KV is 16 x 131,072 = 2 MiB: 320 blocks.
+    assert off - on == 320
