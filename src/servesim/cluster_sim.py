@@ -96,7 +96,7 @@ def simulate_cluster(
     on_record: Any = None,
 ):  # type: ignore[no-untyped-def]
     """Simulate pools of vLLM instances behind a router (optionally prefill/decode pools joined by a KV link)."""
-    from servesim.simulation import STREAM_REL_ERROR, RunResult, _Stream, client_source
+    from servesim.simulation import STREAM_REL_ERROR, RunResult, _Stream, check_lora_workload, client_source, lora_summary
 
     router = router or RouterConfig()
     configs, described, cal = build_instances(pools, latency_model, overhead, calibration)
@@ -107,6 +107,7 @@ def simulate_cluster(
         link = link_preset("rdma", 0.0)
     source, wl, closed_loop, frontend_latency_s, frontend_per_token_s = client_source(
         workload, seed, cal, frontend_latency_s, frontend_per_token_s)
+    check_lora_workload(wl, [c.engine for c in configs])  # every instance gets the adapters' requests
     if record_token_times is None:
         record_token_times = keep_requests
     records: list = []
@@ -139,6 +140,7 @@ def simulate_cluster(
     summary["prefix_cache_hit_rate"] = sum(s.prefix_cache_hit_tokens for s in st) / queried if queried else 0.0
     summary["engine_steps"] = sum(s.steps for s in st)
     summary["engine_busy_s"] = sum(s.busy_s for s in st)
+    lora_summary(summary, st, [c.engine for c in configs])
     verdict = bins.verdict(closed_loop=closed_loop)
     summary["saturated"] = verdict.saturated
     summary["saturation"] = verdict.as_dict()

@@ -139,6 +139,14 @@ def check_kv_capacity(engine: EngineConfig, model: ModelSpec, blocks: int) -> No
     )
 
 
+def lora_slot_bytes(engine: EngineConfig, model: ModelSpec) -> float:
+    """Bytes per GPU of the max_loras adapter slots vLLM allocates at start-up (each padded to max_lora_rank)."""
+    from servesim.latency.lora import adapter_bytes_per_gpu
+
+    # vLLM's memory profile runs with dummy LoRAs in every slot: the slots come out of the KV cache's memory.
+    return engine.max_loras * adapter_bytes_per_gpu(model, engine.tensor_parallel_size, engine.max_lora_rank)
+
+
 def kv_blocks_for(engine: EngineConfig, model: ModelSpec, hardware: Hardware) -> int:
     """KV blocks per GPU: the override when set, else vLLM's memory profile (engine/capacity.py)."""
     tp, pp = engine.tensor_parallel_size, engine.pipeline_parallel_size
@@ -153,6 +161,14 @@ def kv_blocks_for(engine: EngineConfig, model: ModelSpec, hardware: Hardware) ->
         weights = (weights - model.embedding_params * model.served_bytes) * frac + vocab
         kv_token = kv_token * frac
     have = hardware.usable_memory_bytes * engine.gpu_memory_utilization
+    if engine.enable_lora:
+        slots = lora_slot_bytes(engine, model)
+        if slots + weights / tp > have:
+            raise ConfigError(
+                f"--max-loras {engine.max_loras} --max-lora-rank {engine.max_lora_rank}: the adapter slots need "
+                f"{slots / (1 << 30):.2f} GiB per GPU on top of {weights / tp / (1 << 30):.1f} GiB of weights; "
+                f"{have / (1 << 30):.1f} GiB available (lower --max-loras or --max-lora-rank)")
+        weights += slots * tp
     if weights / tp > have:
         # vLLM fails loading the weights (CUDA out of memory), override or not.
         raise ConfigError(
@@ -204,11 +220,36 @@ def _latency(latency_model: Any, overhead: str, calibration: Any, spec: ModelSpe
              async_scheduling: bool, eng: EngineConfig | None = None) -> tuple[Any, Any]:
     """The step-time model (and the calibration it uses, if any)."""
     if not isinstance(latency_model, str):
-        return latency_model, getattr(latency_model, "calibration", None)
-    par: dict[str, Any] = {}
-    if eng is not None and (eng.pipeline_parallel_size > 1 or eng.enable_expert_parallel):
-        par = {"pp": eng.pipeline_parallel_size, "enable_expert_parallel": eng.enable_expert_parallel}
-    return build_latency_model(latency_model, spec, hw, tp, overhead, calibration, async_scheduling=async_scheduling, **par)
+        lm, cal = latency_model, getattr(latency_model, "calibration", None)
+    else:
+        par: dict[str, Any] = {}
+        if eng is not None and (eng.pipeline_parallel_size > 1 or eng.enable_expert_parallel):
+            par = {"pp": eng.pipeline_parallel_size, "enable_expert_parallel": eng.enable_expert_parallel}
+        lm, cal = build_latency_model(latency_model, spec, hw, tp, overhead, calibration, async_scheduling=async_scheduling, **par)
+    if eng is not None and eng.enable_lora:
+        from servesim.latency.lora import with_lora
+
+        lm = with_lora(lm, spec, hw, tp, eng)  # the shrink/expand kernels and adapter loads (latency/lora.py)
+    return lm, cal
+
+
+def check_lora_workload(described: Mapping[str, Any] | None, engines: Iterable[EngineConfig]) -> None:
+    """ConfigError when a workload assigns LoRA adapters and an engine serving it has LoRA off."""
+    if described and described.get("lora") is not None and not all(e.enable_lora for e in engines):
+        # vLLM answers 404 (model does not exist) for an adapter it does not serve: refused whole, before the run.
+        raise ConfigError(f"--lora-adapters / workload lora {described['lora']}: the workload asks for LoRA adapters but the engine has "
+                          "LoRA off; add --enable-lora (engine enable_lora: true)")
+
+
+def lora_summary(summary: dict[str, Any], stats: Iterable[EngineStats], engines: Iterable[EngineConfig]) -> None:
+    """Add summary['lora'] (adapter loads over the run) when LoRA is on in some engine; nothing otherwise."""
+    engines = list(engines)
+    if not any(e.enable_lora for e in engines):
+        return
+    st = list(stats)
+    e = next(e for e in engines if e.enable_lora)
+    summary["lora"] = {"max_loras": e.max_loras, "max_lora_rank": e.max_lora_rank, "max_cpu_loras": e.cpu_loras,
+                       "adapter_loads": sum(s.lora_loads for s in st), "disk_loads": sum(s.lora_disk_loads for s in st)}
 
 
 def _workload_source(workload: Any, seed: int | None) -> tuple[RequestSource, dict[str, Any] | None]:
@@ -266,6 +307,8 @@ def _intervals(summary: dict[str, Any], cal: Any, spec: ModelSpec, hw: Hardware,
             outside.append("expert parallelism (no calibration run used EP)")
         if spec.num_sliding_layers:
             outside.append("sliding-window layers (no calibration run had them)")
+        if eng.enable_lora:
+            outside.append("LoRA adapters (no calibration run served LoRA; its cost is an unfitted roofline term)")
     return iv.annotate(summary, cal.intervals, outside)
 
 
@@ -459,6 +502,7 @@ def simulate(
     lm, cal = _latency(latency_model, overhead, calibration, spec, hw, tp, eng.async_scheduling, eng)
     source, described, closed_loop, frontend_latency_s, frontend_per_token_s = client_source(
         workload, seed, cal, frontend_latency_s, frontend_per_token_s)
+    check_lora_workload(described, [eng])
     if record_token_times is None:
         record_token_times = keep_requests
     sim = Simulator(eng, lm, blocks, frontend_latency_s=0.0, record_token_times=record_token_times,
@@ -498,6 +542,7 @@ def simulate(
     )
     summary["engine_steps"] = stats.steps
     summary["engine_busy_s"] = stats.busy_s
+    lora_summary(summary, [stats], [eng])
     verdict = bins.verdict(closed_loop=closed_loop)
     summary["saturated"] = verdict.saturated
     summary["saturation"] = verdict.as_dict()

@@ -115,3 +115,15 @@ def test_every_component_has_words():
         label = component_label(name)
         assert label != name and "_" not in label, name
     assert set(COMPONENT_LABELS) >= {n.removeprefix("stage.") for n in seen}
+
+
+def test_step_with_lora_adds_a_lora_component():
+    # Llama-3.1-8B rank 16: 83,886,080 FLOPs per token (2 * 16 * 81,920 * 32) and 83,886,080 bytes per adapter.
+    base = json.loads(run("step", "--model", "llama-3.1-8b", "--latency-model", "roofline-v2", "--decode", "10x500", "--json").stdout)
+    out = run("step", "--model", "llama-3.1-8b", "--latency-model", "roofline-v2", "--decode", "10x500", "--json",
+              "--enable-lora", "--lora-adapters", "2")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    lora = next(c for c in data["breakdown"] if c["component"] == "lora")
+    assert lora["flops"] == 10 * 83_886_080 and lora["bytes"] == 2 * 83_886_080 and lora["bound"] == "memory"
+    assert abs(data["step_time_ms"] - base["step_time_ms"] - lora["time_ms"]) < 1e-9

@@ -49,6 +49,8 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("run", "--duration"): {"huge"},  # (0, inf): the 3 requests end the run first
     ("capacity", "--duration"): {"huge"},
     ("run", "--frontend-latency-ms"): {"zero"},  # [0, 60 s]
+    ("run", "--max-cpu-loras"): {"huge"},
+    ("capacity", "--max-cpu-loras"): {"huge"},  # >= --max-loras: a cap on cached adapters (CPU memory is not modelled)
     ("run", "--output"): PATHS_OK,
     ("run", "--requests-csv"): PATHS_OK,
     ("capacity", "--output"): PATHS_OK,
@@ -97,6 +99,16 @@ EXTRA = {
     ("run", "--burstiness"): ["--request-rate", "4"],
     ("run", "--calibration"): ["--latency-model", "calibrated"],
     ("step", "--calibration"): ["--latency-model", "calibrated"],
+    ("run", "--max-loras"): ["--enable-lora"],
+    ("run", "--max-lora-rank"): ["--enable-lora"],
+    ("run", "--max-cpu-loras"): ["--enable-lora"],
+    ("run", "--lora-adapters"): ["--enable-lora"],
+    ("capacity", "--max-loras"): ["--enable-lora"],
+    ("capacity", "--max-lora-rank"): ["--enable-lora"],
+    ("capacity", "--max-cpu-loras"): ["--enable-lora"],
+    ("capacity", "--lora-adapters"): ["--enable-lora"],
+    ("step", "--max-lora-rank"): ["--enable-lora"],
+    ("step", "--lora-adapters"): ["--enable-lora"],
 }
 # What the one-line message may call a flag instead of its own name (the field it sets).
 ALIASES = {

@@ -9,6 +9,7 @@ from typing import Any, Optional
 import typer
 
 from servesim.cli.common import (
+    EnableLoraOpt, LoraAdaptersOpt, MaxCpuLorasOpt, MaxLoraRankOpt, MaxLorasOpt, lora_engine_args,
     HardwareConfigOpt,
     LatencyModelOpt,
     OverheadOpt,
@@ -38,6 +39,11 @@ def register(app: typer.Typer) -> None:
         calibration: Optional[Path] = typer.Option(None, "--calibration", help="Calibration JSON for --latency-model calibrated (default: the shipped one); its prediction intervals give the rate range."),
         max_num_seqs: Optional[int] = typer.Option(None, "--max-num-seqs", help="vLLM max_num_seqs."),
         max_num_batched_tokens: Optional[int] = typer.Option(None, "--max-num-batched-tokens", help="vLLM max_num_batched_tokens."),
+        enable_lora: bool = EnableLoraOpt,
+        max_loras: int = MaxLorasOpt,
+        max_lora_rank: int = MaxLoraRankOpt,
+        max_cpu_loras: Optional[int] = MaxCpuLorasOpt,
+        lora_adapters: Optional[int] = LoraAdaptersOpt,
         workload: Optional[str] = typer.Option(None, "--workload", help="Workload YAML or preset (its rate is replaced).", rich_help_panel=WORKLOAD_HELP),
         num_requests: Optional[int] = typer.Option(None, "--num-requests", help="Fixed-length probes of this many requests (default: steady-state probes that run until the SLO statistic is stable).", rich_help_panel=WORKLOAD_HELP),
         duration: Optional[float] = typer.Option(None, "--duration", help="Fixed-length probes of this many seconds of arrivals.", rich_help_panel=WORKLOAD_HELP),
@@ -76,10 +82,11 @@ def register(app: typer.Typer) -> None:
         spec = workload_from_flags(
             base=base, rate=rate_min, num_requests=num_requests, duration_s=duration, prompt_tokens=prompt_tokens,
             prompt_tokens_stdev=prompt_tokens_stdev, output_tokens=output_tokens, output_tokens_stdev=output_tokens_stdev,
-            arrival=arrival, seed=seed,
+            arrival=arrival, seed=seed, lora_adapters=lora_adapters,
         )
         wl = spec.model_dump(mode="json", exclude_none=True)
         engine = {k: v for k, v in {"max_num_seqs": max_num_seqs, "max_num_batched_tokens": max_num_batched_tokens}.items() if v is not None}
+        engine.update(lora_engine_args(enable_lora, max_loras, max_lora_rank, max_cpu_loras))
         configs = []
         for m, hw, t in itertools.product(model, hardware, tp):
             kw = {"model": m, "hardware": hw, "tp": t, "latency_model": latency_model, "overhead": overhead,

@@ -22,6 +22,24 @@ QuantizationOpt = typer.Option(None, "--quantization", "-q", help="Quantisation 
 KvCacheDtypeOpt = typer.Option("auto", "--kv-cache-dtype", help="auto | fp8 | fp8_e4m3 | fp8_e5m2 (fp8 halves KV bytes; auto follows a config's kv_cache_scheme).")
 OverheadOpt = typer.Option("auto", "--overhead", help="none | fixed | per-layer (the seed's 100/500/250 µs × layers/TP) | per-layer:C | sqrt-layer:C | log-layer:C | per-layer-no-tp:C; auto = per-layer for roofline models, nothing extra for calibrated.")
 
+# LoRA engine flags (vLLM's names and defaults, vllm/config/lora.py), shared by run and capacity.
+EnableLoraOpt = typer.Option(False, "--enable-lora", help="Serve LoRA adapters (docs/LATENCY.md, \"LoRA\").")
+MaxLorasOpt = typer.Option(1, "--max-loras", help="Most distinct adapters in one batch (= GPU adapter slots).")
+MaxLoraRankOpt = typer.Option(16, "--max-lora-rank", help="LoRA rank every slot is padded to (1, 8, 16, 32, 64, 128, 256, 320, 512).")
+MaxCpuLorasOpt = typer.Option(None, "--max-cpu-loras", help="Adapters cached in CPU memory (default: --max-loras; must be >= it).")
+LoraAdaptersOpt = typer.Option(None, "--lora-adapters", help="Each request asks for one of N LoRA adapters, uniformly (needs --enable-lora).")
+
+
+def lora_engine_args(enable_lora: bool, max_loras: int, max_lora_rank: int, max_cpu_loras: int | None) -> dict[str, Any]:
+    """The engine args the LoRA flags set ({} when LoRA is off); ServesimError for a LoRA limit without --enable-lora."""
+    from servesim.errors import ServesimError
+
+    if not enable_lora:
+        if max_loras != 1 or max_lora_rank != 16 or max_cpu_loras is not None:
+            raise ServesimError("--max-loras/--max-lora-rank/--max-cpu-loras: need --enable-lora")
+        return {}
+    return {"enable_lora": True, "max_loras": max_loras, "max_lora_rank": max_lora_rank, "max_cpu_loras": max_cpu_loras}
+
 
 def check_output(path: Path | None, flag: str, *, regular_only: bool = False) -> None:
     """Refuse an output path before any work starts (config/outfile.check_output: folder exists and is writable,

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 
 from servesim.cli.common import (
-    DtypeOpt, HardwareConfigOpt, HardwareOpt, KvCacheDtypeOpt, LatencyModelOpt, ModelOpt, OverheadOpt, EpOpt, PpOpt, QuantizationOpt, TpOpt, check_files, echo_json, make_console, write_atomic, write_json_atomic,
+    DtypeOpt, EnableLoraOpt, LoraAdaptersOpt, MaxCpuLorasOpt, MaxLoraRankOpt, MaxLorasOpt, lora_engine_args, HardwareConfigOpt, HardwareOpt, KvCacheDtypeOpt, LatencyModelOpt, ModelOpt, OverheadOpt, EpOpt, PpOpt, QuantizationOpt, TpOpt, check_files, echo_json, make_console, write_atomic, write_json_atomic,
 )
 from servesim.errors import ConfigError, ServesimError
 
@@ -93,6 +93,10 @@ def register(app: typer.Typer) -> None:
         long_prefill_token_threshold: int = typer.Option(0, "--long-prefill-token-threshold", help="Cap on one request's prefill chunk (0 = none).", rich_help_panel=ENGINE_HELP),
         max_model_len: Optional[int] = typer.Option(None, "--max-model-len", help="Longest prompt+output accepted (default: the model's).", rich_help_panel=ENGINE_HELP),
         async_scheduling: bool = typer.Option(True, "--async-scheduling/--no-async-scheduling", help="Schedule step k+1 while step k runs (vLLM >= 0.14 default).", rich_help_panel=ENGINE_HELP),
+        enable_lora: bool = EnableLoraOpt,
+        max_loras: int = MaxLorasOpt,
+        max_lora_rank: int = MaxLoraRankOpt,
+        max_cpu_loras: Optional[int] = MaxCpuLorasOpt,
         workload: Optional[str] = typer.Option(None, "--workload", help="Workload YAML file or preset name (chat).", rich_help_panel=WORKLOAD_HELP),
         rate: Optional[float] = typer.Option(None, "--rate", help="Requests per second (open loop).", rich_help_panel=WORKLOAD_HELP),
         num_requests: Optional[int] = typer.Option(None, "--num-requests", help="Requests to send.", rich_help_panel=WORKLOAD_HELP),
@@ -118,6 +122,7 @@ def register(app: typer.Typer) -> None:
         burstiness: Optional[float] = typer.Option(None, "--burstiness", help="vllm bench serve: gamma shape of the gaps (1 = Poisson; < 1 burstier).", rich_help_panel=WORKLOAD_HELP),
         max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", help="Cap on requests in flight; later ones wait at the client (vllm bench; GuideLLM throughput streams, default 512).", rich_help_panel=WORKLOAD_HELP),
         seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: the workload's).", rich_help_panel=WORKLOAD_HELP),
+        lora_adapters: Optional[int] = LoraAdaptersOpt,
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write config, summary and per-request records as JSON."),
         output_format: str = typer.Option("servesim", "--output-format", help="Layout of --output: servesim (config, summary, per-request records) | vllm-bench (the keys `vllm bench serve --save-result --save-detailed` writes; docs/FILES.md)."),
         requests_csv: Optional[Path] = typer.Option(None, "--requests-csv", help="Write per-request records as CSV."),
@@ -164,6 +169,7 @@ def register(app: typer.Typer) -> None:
             arrival=arrival, concurrency=concurrency, cv=cv, trace=str(trace) if trace else None, seed=seed,
             profile=profile, request_rate=request_rate, burstiness=burstiness, max_concurrency=max_concurrency,
             trace_format=trace_format, trace_columns=trace_columns, tokenizer=str(tokenizer) if tokenizer else None,
+            lora_adapters=lora_adapters,
         )
         engine = {
             "max_num_seqs": max_num_seqs, "max_num_batched_tokens": max_num_batched_tokens, "block_size": block_size,
@@ -172,6 +178,7 @@ def register(app: typer.Typer) -> None:
             "max_model_len": max_model_len, "async_scheduling": async_scheduling,
             "pipeline_parallel_size": pp, "enable_expert_parallel": enable_expert_parallel,
         }
+        engine.update(lora_engine_args(enable_lora, max_loras, max_lora_rank, max_cpu_loras))
         if spec.trace is not None:  # a workload YAML's trace is an input too
             check_files(outputs, [("--workload trace", spec.trace.path)])
         from servesim.cli.cluster import cluster_args

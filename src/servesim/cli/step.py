@@ -46,6 +46,8 @@ COMPONENT_LABELS = {
     "ep_all2all": "EP all-to-all",
     "pp_stage_transfer": "PP activations to the next stage",
     "pp_pipeline": "PP: rest of the pipeline period",
+    "lora": "LoRA shrink/expand kernels",
+    "lora_load": "LoRA adapter loads (CPU to GPU)",
 }
 STAGE_PREFIX = "stage."  # latency/parallel.py: components of the first pipeline stage
 
@@ -98,6 +100,9 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print JSON with step_time_ms and breakdown."),
         calibration: Optional[str] = typer.Option(None, "--calibration", help="Calibration JSON for --latency-model calibrated."),
         no_async_scheduling: bool = typer.Option(False, "--no-async-scheduling", help="Calibrated model: add CPU time to GPU time instead of overlapping them (vLLM < 0.14)."),
+        enable_lora: bool = typer.Option(False, "--enable-lora", help="Every request of the step uses a LoRA adapter (adds the lora component)."),
+        max_lora_rank: int = typer.Option(16, "--max-lora-rank", help="LoRA rank (vLLM's allowed ranks), with --enable-lora."),
+        lora_adapters: int = typer.Option(1, "--lora-adapters", help="Distinct adapters in the step (each one's weights read once), with --enable-lora."),
     ) -> None:
         """Time one engine step and explain it (default: Llama-2-7B, H100, a 512-token prefill next to 16 decodes at 1024)."""
         from servesim.api import check_step, resolve_hardware, resolve_model
@@ -115,6 +120,8 @@ def register(app: typer.Typer) -> None:
         plan = check_step(spec, chunks, ctxs)
         lm, _ = build_latency_model(latency_model, spec, hw, tp, overhead, calibration,
                                     async_scheduling=not no_async_scheduling, **_parallel_kwargs(spec, pp, enable_expert_parallel))
+        if enable_lora or max_lora_rank != 16 or lora_adapters != 1:
+            plan, lm = _with_lora(plan, lm, spec, hw, tp, pp, enable_lora, max_lora_rank, lora_adapters)
         result = lm.explain(plan)
         payload = {
             "model": spec.name,
@@ -186,3 +193,20 @@ def _parallel_tag(payload: dict) -> str:
     """' PP2 EP' style suffix for the header (empty at PP 1 without expert parallelism)."""
     pp = payload["pipeline_parallel_size"]
     return (f" PP{pp}" if pp > 1 else "") + (" EP" if payload["enable_expert_parallel"] else "")
+
+
+def _with_lora(plan, lm, spec, hw, tp: int, pp: int, enable: bool, rank: int, adapters: int):  # type: ignore[no-untyped-def]
+    """The step with every request on one of `adapters` LoRA adapters (resident: no load), and the LoRA-wrapped model."""
+    from dataclasses import replace
+
+    from servesim.config.engine import EngineConfig
+    from servesim.errors import ServesimError
+    from servesim.latency.lora import with_lora
+    from servesim.latency.plan import LoraStep
+
+    if not enable:
+        raise ServesimError("--max-lora-rank/--lora-adapters: need --enable-lora")
+    if not 1 <= adapters <= max(1, plan.num_requests):
+        raise ServesimError(f"--lora-adapters={adapters}: must be in [1, {max(1, plan.num_requests)}] (the step's requests)")
+    eng = EngineConfig(enable_lora=True, max_lora_rank=rank, max_loras=adapters, pipeline_parallel_size=pp)
+    return replace(plan, lora=LoraStep(plan.num_tokens, adapters, 0, 0)), with_lora(lm, spec, hw, tp, eng)

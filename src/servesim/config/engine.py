@@ -13,6 +13,8 @@ from servesim.errors import ConfigError
 # vLLM <= 0.10 stopped at 128). engine_config() refuses others; EngineConfig itself takes any size >= 1 so tests
 # can drive the scheduler with tiny blocks.
 VLLM_BLOCK_SIZES = (1, 8, 16, 32, 64, 128, 256)
+# The LoRA ranks vLLM offers (vllm/config/lora.py, `MaxLoRARanks = Literal[1, 8, 16, 32, 64, 128, 256, 320, 512]`).
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 
 class EngineConfig(BaseModel):
@@ -37,6 +39,12 @@ class EngineConfig(BaseModel):
     max_model_len: int | None = Field(None, ge=1)  # None = the model's max_position_embeddings
     # vLLM schedules step k+1 while step k runs; on by default since vLLM 0.14 (PR #27614), off in 0.11.
     async_scheduling: bool = True
+    # LoRA (vllm/config/lora.py defaults): max_loras adapters per batch and GPU slots, max_lora_rank padded rank of
+    # every slot, max_cpu_loras adapters cached in CPU memory (None = max_loras, vLLM's default).
+    enable_lora: bool = False
+    max_loras: int = Field(1, ge=1)
+    max_lora_rank: int = Field(16, ge=1)
+    max_cpu_loras: int | None = Field(None, ge=1)
 
     def __init__(self, **data: object) -> None:
         """Validate vLLM engine arguments; a bad one raises a one-line ConfigError naming the field and the value."""
@@ -59,7 +67,17 @@ class EngineConfig(BaseModel):
                 f"max_num_batched_tokens={self.max_num_batched_tokens} is below "
                 f"max_model_len={self.max_model_len} with chunked prefill off"
             )
+        if self.max_lora_rank not in VLLM_LORA_RANKS:
+            raise ValueError(f"max_lora_rank={self.max_lora_rank}: not a rank vLLM offers (allowed: {', '.join(map(str, VLLM_LORA_RANKS))})")
+        if self.max_cpu_loras is not None and self.max_cpu_loras < self.max_loras:
+            # vLLM LoRAConfig: "max_cpu_loras (M) must be >= max_loras (N)".
+            raise ValueError(f"max_cpu_loras={self.max_cpu_loras} must be >= max_loras={self.max_loras}")
         return self
+
+    @property
+    def cpu_loras(self) -> int:
+        """Adapters the CPU LRU cache holds (vLLM: max_cpu_loras, default max_loras)."""
+        return self.max_cpu_loras if self.max_cpu_loras is not None else self.max_loras
 
     def resolved(self, *, gpu_memory_gib: float, gpu_name: str, model_max_len: int) -> "EngineConfig":
         """A copy with every None default filled the way vLLM V1 fills it for this GPU and model."""

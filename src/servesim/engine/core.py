@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from servesim.config.engine import EngineConfig
 from servesim.engine.invariants import InvariantError, check_step
+from servesim.engine.lora import LoraSlots, check_lora
 from servesim.engine.request import RequestRecord, RequestSpec
 from servesim.engine.scheduler import EngineRequest, Scheduler
 from servesim.engine.skipping import EventSkipper
@@ -40,7 +41,10 @@ class EngineCore:
         self.step_time = latency.step_time
         self.tt = record_token_times
         self.check = check_invariants
-        self.skipper = EventSkipper(sched, record_token_times) if (event_skipping and not check_invariants and not sliding_window) else None
+        # LoRA (engine/lora.py): the skipper's lazy steps carry no per-request adapters, so LoRA takes the reference path.
+        self.lora = LoraSlots(engine.max_loras, engine.cpu_loras) if engine.enable_lora else None
+        lazy_ok = event_skipping and not check_invariants and not sliding_window and self.lora is None
+        self.skipper = EventSkipper(sched, record_token_times) if lazy_ok else None
         self.emit = emit
         self.reject_delay_s = reject_delay_s  # rejection time = arrival + this (the frontend's latency)
         self.bs = sched.block_size
@@ -175,7 +179,8 @@ class EngineCore:
                 # Cannot happen for requests that passed reject_reason(); guard against a silent livelock.
                 raise InvariantError("progress", steps + 1, sched.waiting[0].id if sched.waiting else None, "step scheduled nothing")
             p_new, d_ctx = out.prefill_new, out.decode_ctx
-            plan = StepPlan(tuple(p_new), tuple(out.prefill_ctx), tuple(d_ctx))
+            plan = StepPlan(tuple(p_new), tuple(out.prefill_ctx), tuple(d_ctx),
+                            self.lora.step(out.scheduled, out.num_new) if self.lora is not None else None)
             self._out = out
             self._lazy = False
         u = 1.0 - len(self.free) / self.usable  # pool.usage(), inlined
@@ -206,6 +211,8 @@ class EngineCore:
             if self.check:
                 check_step(sched, out, steps, self._t0, now, reserved=self.reserved.values(),
                            in_engine=self.uid - self.completed - len(finished) - self.outside)
+                if self.lora is not None:
+                    check_lora(out, self.lora, steps)
                 computed = self.computed
                 for req, n in zip(out.scheduled, out.num_new):
                     computed[req.uid] = computed.get(req.uid, 0) + n

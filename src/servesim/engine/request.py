@@ -22,6 +22,7 @@ class RequestSpec:
     prefix_tokens: int = 0
     client: int | None = None  # closed-loop client that sent it (None for open-loop arrivals)
     stage: int = 0  # load stage index (inference-perf stages, GuideLLM benchmarks)
+    lora: str | None = None  # LoRA adapter name the request asks for (vLLM's `model` field); None = the base model
 
 
 @dataclass(slots=True)

@@ -43,7 +43,9 @@ class EngineRequest:
             self.group = None
             self.n_shared_blocks = 0
         else:
-            self.group = str(g)  # str: never equal to a uid
+            # str: never equal to a uid. vLLM's block hashes carry the adapter name as an extra key
+            # (kv_cache_utils._gen_lora_extra_hash_keys): one prefix under two adapters is two cache entries.
+            self.group = str(g) if spec.lora is None else f"{g}\x00lora:{spec.lora}"
             # Blocks wholly inside the shared prefix have group-wide content; the rest are unique (RequestSpec contract).
             self.n_shared_blocks = min(spec.prefix_tokens, inp) // block_size
         self.rank = self.off = self.ooff = self.g0 = self.sfin = self.phits = 0
@@ -95,6 +97,7 @@ class Scheduler:
         self.running: list[EngineRequest] = []
         self.waiting: deque[EngineRequest] = deque()
         self.num_preemptions = 0
+        self.max_loras: int = engine.max_loras if engine.enable_lora else 0  # 0 = LoRA off (engine/lora.py)
 
     def reject_reason(self, spec: RequestSpec) -> str:
         """Why this request can never be served ('' if it can), checked when it reaches the engine."""
@@ -103,6 +106,9 @@ class Scheduler:
         # vLLM's OpenAI frontend returns 400 when prompt + max_tokens exceeds max_model_len.
         if spec.input_tokens + spec.output_tokens > self.max_model_len:
             return f"max_model_len: {spec.input_tokens}+{spec.output_tokens} > {self.max_model_len}"
+        # vLLM's OpenAI frontend answers 404 for a model name it does not serve (an adapter without --enable-lora).
+        if spec.lora is not None and not self.max_loras:
+            return f"unknown_model: adapter {spec.lora!r} requested but LoRA is not enabled"
         # vLLM refuses to start unless one max_model_len sequence fits the cache; we reject the request instead.
         # A request holds KV for at most input + output - 1 tokens (the last output token is never fed back).
         need = cdiv(spec.input_tokens + spec.output_tokens - 1, self.block_size)
@@ -177,10 +183,20 @@ class Scheduler:
         # (b) WAITING requests, FCFS, only if nothing was preempted this step (vLLM: `if not preempted_reqs`).
         if not out.preempted:
             waiting = self.waiting
+            max_loras = self.max_loras
+            if max_loras:
+                # vLLM scheduled_loras: the adapters of the running requests scheduled above.
+                loras = {r.spec.lora for r in scheduled if r.spec.lora is not None}
+                skipped: list[EngineRequest] = []
             while waiting and budget > 0:
                 if len(running) == self.max_num_seqs:
                     break
                 req = waiting[0]
+                if max_loras and req.spec.lora is not None and req.spec.lora not in loras:
+                    if len(loras) == max_loras:
+                        # vLLM: a new adapter would exceed max_loras: skip the request, keep it queued in its place.
+                        skipped.append(waiting.popleft())
+                        continue
                 # vLLM looks the prefix cache up only for num_computed_tokens == 0 (always true here:
                 # no KV connector), and resumed requests look up prompt + already generated tokens.
                 if req.remote:
@@ -220,6 +236,10 @@ class Scheduler:
                     p_ctx.append(num_hit)
                 # vLLM sets num_computed_tokens = cached tokens at admission, then adds the scheduled chunk.
                 req.num_computed = num_hit + n
+                if max_loras and req.spec.lora is not None:
+                    loras.add(req.spec.lora)
+            if max_loras and skipped:
+                waiting.extendleft(reversed(skipped))  # vLLM prepend_requests: skipped ones ahead, in FCFS order
 
         out.num_scheduled_tokens = self.max_num_batched_tokens - budget
         out.num_running = len(running)

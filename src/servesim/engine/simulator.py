@@ -33,6 +33,8 @@ class EngineStats:
     prefix_cache_preempted_hit_tokens: int = 0
     prefill_tokens: int = 0  # prompt/recompute tokens computed
     decode_tokens: int = 0  # decode steps summed over requests
+    lora_loads: int = 0  # LoRA adapters copied CPU -> GPU (engine/lora.py; 0 with LoRA off)
+    lora_disk_loads: int = 0  # of those, read from disk first (not in the CPU cache)
 
 
 class Simulator:
@@ -139,4 +141,6 @@ def core_stats(core: EngineCore, stats: EngineStats, now: float) -> EngineStats:
     stats.prefix_cache_preempted_hit_tokens = s.preempted_hits
     stats.prefill_tokens = core.prefill_tokens
     stats.decode_tokens = core.decode_tokens
+    if core.lora is not None:
+        stats.lora_loads, stats.lora_disk_loads = core.lora.cpu_loads, core.lora.disk_loads
     return stats

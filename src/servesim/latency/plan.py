@@ -7,17 +7,29 @@ from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
+class LoraStep:
+    """LoRA work in one step: tokens of adapter requests, distinct adapters, and adapters loaded this step."""
+
+    tokens: int = 0  # tokens computed this step by requests that use an adapter
+    adapters: int = 0  # distinct adapters in the batch (each one's weights are read once)
+    cpu_loads: int = 0  # adapters copied CPU -> GPU before the step (not GPU-resident)
+    disk_loads: int = 0  # of those, adapters read from disk first (not in the CPU cache)
+
+
+@dataclass(frozen=True, slots=True)
 class StepPlan:
     """The content of one engine step, per request, in tokens.
 
     prefill_new[j]  new prompt tokens computed this step by prefilling request j (a chunk)
     prefill_ctx[j]  tokens already in request j's KV cache before the chunk (cached prefix + earlier chunks)
     decode_ctx[i]   tokens in decoding request i's context before this step's token (prompt + generated)
+    lora            LoRA work of the step (engine/lora.py), None when LoRA is off
     """
 
     prefill_new: tuple[int, ...] = ()
     prefill_ctx: tuple[int, ...] = ()
     decode_ctx: tuple[int, ...] = ()
+    lora: LoraStep | None = None
 
     @property
     def num_tokens(self) -> int:

@@ -52,6 +52,10 @@ class EngineArgs(BaseModel):
     long_prefill_token_threshold: int | None = Field(None, ge=0)
     async_scheduling: bool | None = None  # vLLM --async-scheduling (default on since vLLM 0.14)
     num_cpu_blocks: int | None = Field(None, ge=0)  # CPU KV-offload blocks: recorded, NOT modelled (the engine ignores it)
+    enable_lora: bool | None = None  # vLLM --enable-lora and its limits (docs/LATENCY.md "LoRA")
+    max_loras: int | None = Field(None, ge=1)
+    max_lora_rank: int | None = Field(None, ge=1)
+    max_cpu_loras: int | None = Field(None, ge=1)
 
 
 class GroundTruthSpec(BaseModel):

@@ -231,7 +231,7 @@ class ClosedLoopListSource(_ClientHeap):
         base = self._queue[self._next]
         self._next += 1
         spec = RequestSpec(base.id, arrival_s, base.input_tokens, base.output_tokens, base.prefix_group,
-                           base.prefix_tokens, client, base.stage)
+                           base.prefix_tokens, client, base.stage, base.lora)
         heapq.heappush(self._pending, (arrival_s, self._next, spec))
 
 

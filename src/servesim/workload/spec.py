@@ -19,6 +19,7 @@ YAML shape (every key optional unless noted; unknown keys are refused, naming th
                       output_len: 248, extra_input_tokens: {kind: gaussian, mean: 27.87, stdev: 6.49, min: 12, max: 45}}
       stages: [{rate: 8, duration: 600}, {rate: 20, duration: 600}]
       arrival: poisson          # or constant (exact 1/rate gaps)
+    lora: {adapters: 8}         # LoRA adapters lora-0 … lora-7, uniform; or {weights: {sql: 3, chat: 1}} (needs --enable-lora)
     seed: 0
 
 A trace replaces lengths, prefixes and arrival (it may be cut by num_requests / duration_s).
@@ -42,6 +43,7 @@ from servesim.engine.request import RequestSource
 from servesim.errors import WorkloadError
 from servesim.workload import arrivals as arr
 from servesim.workload.distributions import MAX_LENGTH, LengthDistribution, length_distribution
+from servesim.workload.lora import MAX_ADAPTERS, LoraMixSource, LoraMixSpec
 from servesim.workload.prompts import CycledPrompts, PromptModel, Prompts, SharedPrefixPrompts
 from servesim.workload.sources import ClosedLoopListSource, ClosedLoopSource, ConcurrencyCap, ListSource, OpenLoopSource
 from servesim.workload.formats.columns import parse_columns
@@ -324,6 +326,7 @@ class WorkloadSpec(_Strict):
     trace: TraceSpec | None = None
     inference_perf: InferencePerfSpec | None = None
     max_concurrency: int | None = Field(None, ge=1, le=MAX_CLIENTS)  # vllm bench --max-concurrency: cap on in-flight requests
+    lora: LoraMixSpec | None = None  # LoRA adapter mix (workload/lora.py); None = every request uses the base model
     seed: int = 0
 
     @field_validator("seed", mode="before")
@@ -478,6 +481,10 @@ def build_prompts(spec: WorkloadSpec) -> PromptModel:
 def build_source(spec: WorkloadSpec, seed: int | None = None) -> RequestSource:
     """The lazy RequestSource for spec; an explicit seed overrides spec.seed (BLIS: CLI --seed wins)."""
     source = _build_source(spec, seed)
+    if spec.lora is not None:
+        if spec.trace is not None and any(s.lora is not None for s in getattr(source, "_specs", ())):
+            raise WorkloadError(f"workload: lora: the trace {spec.trace.path} has its own lora column; give one of the two")
+        source = LoraMixSource(source, spec.lora, spec.seed if seed is None else seed)
     # vllm bench --max-concurrency (and GuideLLM's max_concurrency on async rates): later requests wait at the client.
     if spec.max_concurrency is not None and not (spec.arrival is not None and spec.arrival.closed_loop):
         return ConcurrencyCap(source, spec.max_concurrency)
@@ -624,6 +631,7 @@ def workload_from_flags(
     trace_format: str | None = None,
     trace_columns: str | None = None,
     tokenizer: str | Path | None = None,
+    lora_adapters: int | None = None,
 ) -> WorkloadSpec:
     """A WorkloadSpec from GuideLLM/BLIS-style flat flags laid over `base` (a preset name or spec).
 
@@ -705,6 +713,10 @@ def workload_from_flags(
     for key, value in {"num_requests": num_requests, "duration_s": duration_s, "seed": seed, "max_concurrency": max_concurrency}.items():
         if value is not None:
             data[key] = value
+    if lora_adapters is not None:  # --lora-adapters N: a uniform mix over N adapters, replacing the base's mix
+        if isinstance(lora_adapters, bool) or not isinstance(lora_adapters, int) or not 1 <= lora_adapters <= MAX_ADAPTERS:
+            raise WorkloadError(f"flags: --lora-adapters={lora_adapters!r}: must be an integer in [1, {MAX_ADAPTERS}]")
+        data["lora"] = {"adapters": lora_adapters}
     return parse_workload(data, where="flags")
 
 

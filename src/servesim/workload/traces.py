@@ -2,7 +2,7 @@
 
 CSV/JSONL columns: one time column (`arrival_time_s`, `arrival_s` or `arrival_time_us`),
 `input_tokens`, `output_tokens`; optional `prefix_group`, `prefix_tokens`, `stage`, `id` (default:
-the 0-based data-row index). Other columns are ignored. input_tokens counts the prefix; a row with
+the 0-based data-row index), `lora` (the LoRA adapter name; empty = the base model). Other columns are ignored. input_tokens counts the prefix; a row with
 prefix_tokens > 0 and no prefix_group joins group "shared". Unsorted rows are refused (naming the
 line) unless sort=True. Every bad row raises WorkloadError naming file, line (or requests[i]) and field.
 """
@@ -101,7 +101,8 @@ def _spec_from_row(row: Mapping[str, Any], where: str, index: int, time_col: str
         group = SHARED_GROUP
     stage = 0 if _missing(row.get("stage")) else _as_int(row.get("stage"), where, "stage", 0)
     rid = index if _missing(row.get("id")) else _as_int(row.get("id"), where, "id", 0)
-    return RequestSpec(rid, arrival, inp, out, group, prefix if group is not None else 0, None, stage)
+    lora = None if _missing(row.get("lora")) else (str(row.get("lora")).strip() or None)  # adapter name; empty = base
+    return RequestSpec(rid, arrival, inp, out, group, prefix if group is not None else 0, None, stage, lora)
 
 
 def _ordered(specs: list[RequestSpec], wheres: list[str], sort: bool) -> tuple[RequestSpec, ...]:
