@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -37,6 +37,10 @@ class EngineConfig(BaseModel):
     max_model_len: int | None = Field(None, ge=1)  # None = the model's max_position_embeddings
     # vLLM schedules step k+1 while step k runs; on by default since vLLM 0.14 (PR #27614), off in 0.11.
     async_scheduling: bool = True
+    # vLLM --kv-offloading-size (GiB, total over all TP x PP ranks; 0 = off) and --kv-offloading-backend:
+    # CPU KV offload tier (engine/offload.py). Both backends are modelled as the native connector's LRU tier.
+    kv_offloading_size: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    kv_offloading_backend: Literal["native", "lmcache"] = "native"
 
     def __init__(self, **data: object) -> None:
         """Validate vLLM engine arguments; a bad one raises a one-line ConfigError naming the field and the value."""
