@@ -39,7 +39,8 @@ class EngineConfig(BaseModel):
     async_scheduling: bool = True
     # vLLM --kv-offloading-size (GiB, total over all TP x PP ranks; 0 = off) and --kv-offloading-backend:
     # CPU KV offload tier (engine/offload.py). Both backends are modelled as the native connector's LRU tier.
-    kv_offloading_size: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    # Capped at 65,536 GiB (64 TiB) in all: more host memory than any server has (vLLM would fail to pin it).
+    kv_offloading_size: float = Field(0.0, ge=0.0, le=65536.0, allow_inf_nan=False)
     kv_offloading_backend: Literal["native", "lmcache"] = "native"
 
     def __init__(self, **data: object) -> None:
