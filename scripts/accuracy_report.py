@@ -276,13 +276,13 @@ def offload_table(exps: dict, cal: Calibration) -> list[str]:
              "modelled), so these are training errors: they show what modelling the servers' offload changes, not a "
              "prediction. `servesim validate --suite S` (manifest: `engine.kv_offloading_size` = 8 GiB x TP) vs "
              "`servesim validate --suite S --kv-offloading-size 0`.", "",
-             "| suite | offload | TTFT | ITL | E2E | Llama-2-70B stage 1 TTFT (signed, per profile) |", "|---|---|---|---|---|---|"]
+             "| suite | offload | TTFT | ITL | E2E | Llama-2-70B TP4 stage 1 TTFT (signed error, per profile) |", "|---|---|---|---|---|---|"]
     for suite, suite_exps in exps.items():
         for label, over in (("8 GiB per rank (manifest)", None), ("off", {"kv_offloading_size": 0.0})):
             rep = validate(suite_exps, ModelChoice("calibrated", "auto", cal), engine_overrides=over)
             m = rep.mape()
             st = [f"{r.experiment.split('-')[-1]} {r.signed_error:+.1f}%" for r in rep.rows
-                  if "llama-2-70b" in r.experiment and r.stage == "1" and r.metric == "ttft_mean"]
+                  if "llama-2-70b" in r.experiment and r.stage.startswith("stage1") and r.metric == "ttft_mean"]
             lines.append(f"| {suite} | {label} | {m.get('ttft_mean', float('nan')):.1f}% | {m.get('itl_mean', float('nan')):.1f}% | "
                          f"{m.get('e2e_mean', float('nan')):.1f}% | {', '.join(st) or '–'} |")
     return lines
