@@ -323,7 +323,8 @@ def build_inference_perf(shared: Path, root: Path = SUITES) -> None:
             "(client re-tokenization). "
             + (f"{n_err} errored requests (client timeouts at 300 s) stay in the replay with ok=0; their input "
                f"counts were lost (recorded 0) and are imputed with the run's median. " if n_err else "")
-            + "Server: vLLM 0.15.1, 8 GiB CPU KV offload (not modelled)."
+            + "Server: vLLM 0.15.1, 8 GiB CPU KV offload per TP rank (engine.kv_offloading_size = 8 x TP GiB, "
+            "as vLLM splits --kv-offloading-size over the ranks)."
         )
         manifest = {
             "name": name,
@@ -339,6 +340,9 @@ def build_inference_perf(shared: Path, root: Path = SUITES) -> None:
                 "enable_chunked_prefill": True,
                 "max_model_len": int(excfg["max_model_len"]),
                 "async_scheduling": True,  # vLLM 0.15.1 default (on since 0.14)
+                # 8 GiB of CPU KV offload per TP rank (shared README; the sibling trainval logs' cpu_bytes_to_use);
+                # vLLM's kv_offloading_size is the total it splits over the ranks.
+                "kv_offloading_size": 8.0 * int(cfg["tensor_parallelism"]),
             },
             "ground_truth": {
                 "format": "requests-csv",
@@ -575,8 +579,9 @@ block size 16). Assumed (not recorded anywhere public):
   these servers started, so it was at most min(the model's derived maximum, 16 × GPU KV blocks); the manifests
   set that bound. Every request (≤ 1,118 + 1,448 tokens) fits under any value these servers could have run.
 * gpu_memory_utilization: irrelevant to the replay, which takes the KV block count from the config.
-* CPU KV offload: `cpu_kv_blocks` is recorded as engine.num_cpu_blocks, which servesim does NOT model yet
-  (the engine ignores the field). Offload only matters once GPU blocks run out; 17/20/21 had none.
+* CPU KV offload: `cpu_kv_blocks` is recorded as engine.num_cpu_blocks and modelled through
+  engine.kv_offloading_size = 8 GiB x TP (8 GiB per rank; the derived CPU block counts equal the recorded ones).
+  Offload only matters once GPU blocks run out; 17/20/21 had none.
 * Hardware: H100-SXM (the sibling servers').
 * Saturation: there are no per-request data, so the quarter rule of docs/VALIDATION.md cannot be applied to
   the measured side. Its TTFT arm is ruled out when 4.1 × the whole-run mean TTFT ≤ 1 s (the last quarter's
@@ -730,6 +735,9 @@ def build_trainval(shared: Path, root: Path = SUITES) -> None:
                 "enable_prefix_caching": True,
                 "enable_chunked_prefill": True,
                 "async_scheduling": True,
+                # cpu_kv_blocks > 0: vLLM's offloading connector with 8 GiB per TP rank (PROVENANCE.txt); vLLM's
+                # kv_offloading_size is the total over the ranks (tests/validation check the block counts agree).
+                "kv_offloading_size": 8.0 * int(cfg["tp"]) if int(cfg["cpu_kv_blocks"]) else 0.0,
             },
             "ground_truth": {
                 "format": "stage-aggregates",
@@ -754,7 +762,7 @@ def build_trainval(shared: Path, root: Path = SUITES) -> None:
                 f"sibling runs of this profile, outputs {key[2]} (ignore_eos), Poisson arrivals per stage, seed 42. "
                 "Assumed: vLLM 0.15.1 defaults as the sibling servers (prefix caching, chunked prefill, async "
                 f"scheduling), max_model_len = min(the model's, the KV cache's tokens) (vLLM starts only then). CPU KV offload of {cfg['cpu_kv_blocks']} blocks recorded "
-                "(engine.num_cpu_blocks), not modelled."
+                "(engine.num_cpu_blocks), modelled as engine.kv_offloading_size (8 GiB per TP rank when > 0)."
             ),
             "source": {
                 "id": cfg["id"], "hf_model": cfg["model"],

@@ -37,7 +37,7 @@ def _imbalance(xs: list[float]) -> float:
 
 def build_instances(pools: list[PoolSpec], latency_model: Any, overhead: str, calibration: Any) -> tuple[list[InstanceConfig], list[dict], Any]:
     """InstanceConfigs for every pool (count each), their JSON descriptions, and the first pool's calibration."""
-    from servesim.simulation import _latency, engine_sliding_window, kv_blocks_for, resolve_engine
+    from servesim.simulation import _latency, engine_dump, engine_sliding_window, kv_blocks_for, resolve_engine
 
     configs: list[InstanceConfig] = []
     described: list[dict] = []
@@ -47,6 +47,9 @@ def build_instances(pools: list[PoolSpec], latency_model: Any, overhead: str, ca
         hw = p.hardware if isinstance(p.hardware, Hardware) else load_hardware(str(p.hardware), p.hardware_config)
         spec.check_tp(p.tp)
         eng = resolve_engine(p.engine, spec, hw, p.tp)
+        if eng.kv_offloading_size:
+            raise ConfigError(f"pool {p.name}: engine.kv_offloading_size={eng.kv_offloading_size}: CPU KV offload is modelled "
+                              "for one instance only, not in a cluster; set it to 0")
         blocks = kv_blocks_for(eng, spec, hw)
         lm_name = latency_model if p.latency_model is None else p.latency_model
         lm, cal = _latency(lm_name, overhead, calibration, spec, hw, p.tp, eng.async_scheduling, eng)
@@ -58,7 +61,7 @@ def build_instances(pools: list[PoolSpec], latency_model: Any, overhead: str, ca
         configs.extend([ic] * p.count)
         described.append({"name": p.name, "count": p.count, "role": p.role, "model": spec.name, "hardware": hw.name,
                           "tensor_parallel_size": p.tp, "gpus_per_instance": gpus, "num_gpu_blocks": blocks,
-                          "latency_model": getattr(lm, "name", str(lm_name)), "engine": eng.model_dump(),
+                          "latency_model": getattr(lm, "name", str(lm_name)), "engine": engine_dump(eng),
                           "nvlink_gb_s": hw.nvlink_gb_s})
     return configs, described, first_cal
 

@@ -116,6 +116,25 @@ def resolve_engine(
     )
 
 
+def engine_offload(engine: EngineConfig, model: ModelSpec, hardware: Hardware):
+    """The engine's CPU KV tier (engine/offload.py OffloadSpec), or None when --kv-offloading-size is 0."""
+    from servesim.engine.offload import offload_spec
+
+    tp, pp = engine.tensor_parallel_size, engine.pipeline_parallel_size
+    # One rank holds its TP shard of its PP stage's layers: the model's per-TP-rank block bytes / pp.
+    block_bytes = engine.block_size * model.kv_bytes_per_token_per_gpu(tp) / pp
+    return offload_spec(engine.kv_offloading_size, engine.kv_offloading_backend, tp * pp, block_bytes, hardware.host_link_gb_s)
+
+
+def engine_dump(engine: EngineConfig) -> dict[str, Any]:
+    """engine.model_dump(), without the CPU-offload fields while offload is off (outputs stay as before it existed)."""
+    d = engine.model_dump()
+    if not engine.kv_offloading_size:
+        d.pop("kv_offloading_size", None)
+        d.pop("kv_offloading_backend", None)
+    return d
+
+
 def check_kv_capacity(engine: EngineConfig, model: ModelSpec, blocks: int) -> None:
     """Raise ConfigError, as vLLM's check_enough_kv_cache_memory does at start-up, unless one
     max_model_len request fits the KV cache of `blocks` blocks per GPU."""
@@ -471,6 +490,10 @@ def simulate(
         raise ConfigError(f"on_record={on_record!r}: must be callable")
     if cluster is not None or instances != 1 or data_parallel_size != 1 or prefill_instances or decode_instances or router is not None:
         from servesim.cluster_sim import cluster_from_args, simulate_cluster
+        size = engine.kv_offloading_size if isinstance(engine, EngineConfig) else (engine or {}).get("kv_offloading_size")
+        if size:
+            raise ConfigError(f"--kv-offloading-size {size}: CPU KV offload is modelled for one instance only, not in a cluster; "
+                              "set it to 0 or run one instance")
 
         if (dtype, quantization, kv_cache_dtype) != ("auto", None, "auto"):
             raise ConfigError("--dtype/--quantization/--kv-cache-dtype: not yet supported for clusters (give a config.json "
@@ -505,8 +528,10 @@ def simulate(
     check_lora_workload(described, [eng])
     if record_token_times is None:
         record_token_times = keep_requests
+    offload = engine_offload(eng, spec, hw)
     sim = Simulator(eng, lm, blocks, frontend_latency_s=0.0, record_token_times=record_token_times,
-                    check_invariants=check_invariants, event_skipping=event_skipping, sliding_window=engine_sliding_window(spec))
+                    check_invariants=check_invariants, event_skipping=event_skipping, sliding_window=engine_sliding_window(spec),
+                    offload=offload)
     records: list[RequestRecord] = []
     stream = None if keep_requests else _Stream()
     bins = ArrivalBins()  # fixed-memory saturation record, fed the same way in both summary modes
@@ -540,6 +565,10 @@ def simulate(
     summary["prefix_cache_hit_rate"] = (
         stats.prefix_cache_hit_tokens / stats.prefix_cache_queried_tokens if stats.prefix_cache_queried_tokens else 0.0
     )
+    if offload is not None:
+        summary["cpu_prefix_cache_hit_rate"] = (
+            stats.cpu_prefix_cache_hit_tokens / stats.cpu_prefix_cache_queried_tokens if stats.cpu_prefix_cache_queried_tokens else 0.0
+        )
     summary["engine_steps"] = stats.steps
     summary["engine_busy_s"] = stats.busy_s
     lora_summary(summary, [stats], [eng])
@@ -557,7 +586,7 @@ def simulate(
         "hardware_spec": {k: getattr(hw, k) for k in ("bf16_tflops", "fp8_tflops", "hbm_tb_s", "usable_memory_bytes", "nvlink_gb_s", "bw_efficiency", "per_layer_overhead_us")},
         "kernel_efficiency": kernel_provenance(hw),
         "tensor_parallel_size": tp,
-        "engine": eng.model_dump(),
+        "engine": engine_dump(eng),
         "num_gpu_blocks": blocks,
         "latency_model": getattr(lm, "name", str(latency_model)),
         "overhead": overhead,
@@ -566,6 +595,7 @@ def simulate(
         "frontend_per_token_s": frontend_per_token_s,
         "workload": described,
         "seed": seed,
+        **({"num_cpu_blocks": offload.num_cpu_blocks, "host_link_gb_s": hw.host_link_gb_s} if offload is not None else {}),
         "metrics": {"summary": "exact" if keep_requests else "streaming", "record_token_times": record_token_times}
         | ({} if keep_requests else {"percentile_rel_error": STREAM_REL_ERROR}),
     }

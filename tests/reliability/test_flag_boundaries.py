@@ -67,6 +67,9 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("validate", "--plots"): PATHS_OK | {"empty"},
     ("sweep", "--plot"): set(),  # a PNG path: the grid in BASE has no rate, so every value is refused
     ("run", "--request-rate"): {"inf", "huge"},  # (0, inf]: inf = every request at t=0 (vllm bench's default)
+    ("run", "--kv-offloading-size"): {"zero"},  # [0, 65536] GiB; 0 = off
+    ("capacity", "--kv-offloading-size"): {"zero"},
+    ("validate", "--kv-offloading-size"): {"zero"},  # overrides every manifest's setting; 0 = off
 }
 # Left out, with the reason: sweep --ray-address without Ray installed is the optional-dependency check (issue 11
 # part A, sweep/runner.py opens its journal first); it is refused with one line, but the journal is already there.
@@ -116,7 +119,7 @@ ALIASES = {
     "--duration": ("duration_s",), "--num-gpu-blocks-override": ("num_gpu_blocks",), "--rate": ("arrival.rate", "rate"),
     "--arrival": ("arrival.process",), "--concurrency": ("arrival.concurrency",), "--cv": ("arrival.cv",),
     "--prefill": ("--prefill",), "--decode": ("--decode",), "--trace": ("trace",), "--rate-min": ("--rate-min",),
-    "--rate-max": ("--rate-max",), "--slo": ("--slo",), "--ray-address": ("--ray",), "--prompt-tokens-min": ("--prompt-tokens",),
+    "--rate-max": ("--rate-max",), "--kv-offloading-size": ("kv_offloading_size",), "--kv-offloading-backend": ("kv_offloading_backend",), "--slo": ("--slo",), "--ray-address": ("--ray",), "--prompt-tokens-min": ("--prompt-tokens",),
     "--prompt-tokens-max": ("--prompt-tokens",), "--output-tokens-min": ("--output-tokens",), "--output-tokens-max": ("--output-tokens",),
     "--trace-format": ("trace.format",), "--trace-columns": ("trace.columns",), "--tokenizer": ("--tokenizer",),
     "--burstiness": ("arrival.burstiness",),

@@ -44,6 +44,8 @@ def register(app: typer.Typer) -> None:
         max_lora_rank: int = MaxLoraRankOpt,
         max_cpu_loras: Optional[int] = MaxCpuLorasOpt,
         lora_adapters: Optional[int] = LoraAdaptersOpt,
+        kv_offloading_size: float = typer.Option(0.0, "--kv-offloading-size", help="CPU KV offload in GiB, total over TP x PP ranks (0 = off)."),
+        kv_offloading_backend: str = typer.Option("native", "--kv-offloading-backend", help="native | lmcache (both modelled as the native LRU CPU tier)."),
         workload: Optional[str] = typer.Option(None, "--workload", help="Workload YAML or preset (its rate is replaced).", rich_help_panel=WORKLOAD_HELP),
         num_requests: Optional[int] = typer.Option(None, "--num-requests", help="Fixed-length probes of this many requests (default: steady-state probes that run until the SLO statistic is stable).", rich_help_panel=WORKLOAD_HELP),
         duration: Optional[float] = typer.Option(None, "--duration", help="Fixed-length probes of this many seconds of arrivals.", rich_help_panel=WORKLOAD_HELP),
@@ -87,6 +89,11 @@ def register(app: typer.Typer) -> None:
         wl = spec.model_dump(mode="json", exclude_none=True)
         engine = {k: v for k, v in {"max_num_seqs": max_num_seqs, "max_num_batched_tokens": max_num_batched_tokens}.items() if v is not None}
         engine.update(lora_engine_args(enable_lora, max_loras, max_lora_rank, max_cpu_loras))
+        if kv_offloading_size or kv_offloading_backend != "native":  # only when set: outputs without it stay as they were
+            from servesim.config.engine import engine_config
+
+            engine_config(kv_offloading_size=kv_offloading_size, kv_offloading_backend=kv_offloading_backend)  # named before any search
+            engine.update(kv_offloading_size=kv_offloading_size, kv_offloading_backend=kv_offloading_backend)
         configs = []
         for m, hw, t in itertools.product(model, hardware, tp):
             kw = {"model": m, "hardware": hw, "tp": t, "latency_model": latency_model, "overhead": overhead,

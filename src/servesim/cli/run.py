@@ -97,6 +97,8 @@ def register(app: typer.Typer) -> None:
         max_loras: int = MaxLorasOpt,
         max_lora_rank: int = MaxLoraRankOpt,
         max_cpu_loras: Optional[int] = MaxCpuLorasOpt,
+        kv_offloading_size: float = typer.Option(0.0, "--kv-offloading-size", help="CPU KV offload in GiB, total over TP x PP ranks (0 = off).", rich_help_panel=ENGINE_HELP),
+        kv_offloading_backend: str = typer.Option("native", "--kv-offloading-backend", help="native | lmcache (both modelled as the native LRU CPU tier).", rich_help_panel=ENGINE_HELP),
         workload: Optional[str] = typer.Option(None, "--workload", help="Workload YAML file or preset name (chat).", rich_help_panel=WORKLOAD_HELP),
         rate: Optional[float] = typer.Option(None, "--rate", help="Requests per second (open loop).", rich_help_panel=WORKLOAD_HELP),
         num_requests: Optional[int] = typer.Option(None, "--num-requests", help="Requests to send.", rich_help_panel=WORKLOAD_HELP),
@@ -176,6 +178,7 @@ def register(app: typer.Typer) -> None:
             "gpu_memory_utilization": gpu_memory_utilization, "num_gpu_blocks_override": num_gpu_blocks_override,
             "enable_prefix_caching": enable_prefix_caching, "long_prefill_token_threshold": long_prefill_token_threshold,
             "max_model_len": max_model_len, "async_scheduling": async_scheduling,
+            "kv_offloading_size": kv_offloading_size, "kv_offloading_backend": kv_offloading_backend,
             "pipeline_parallel_size": pp, "enable_expert_parallel": enable_expert_parallel,
         }
         engine.update(lora_engine_args(enable_lora, max_loras, max_lora_rank, max_cpu_loras))

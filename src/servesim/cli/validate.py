@@ -36,11 +36,18 @@ def register(app: typer.Typer) -> None:
         num_gpu_blocks_override: Optional[int] = typer.Option(None, "--num-gpu-blocks-override", min=1, help="Result files: KV blocks on the GPU."),
         max_model_len: Optional[int] = typer.Option(None, "--max-model-len", min=1, help="Result files: vLLM --max-model-len."),
         enable_prefix_caching: Optional[bool] = typer.Option(None, "--enable-prefix-caching/--no-enable-prefix-caching", help="Result files: prefix caching."),
+        kv_offloading_size: Optional[float] = typer.Option(None, "--kv-offloading-size", help="CPU KV offload GiB for every experiment, over each manifest's engine.kv_offloading_size (0 = off; default: the manifest's)."),
     ) -> None:
         """Replay each experiment's measured runs and compare TTFT, ITL, E2E (mean, p50, p90, p99) and throughput."""
         from servesim.validation import list_suites, load_experiment, load_suite
         from servesim.validation.runner import ModelChoice, validate
 
+        overrides = None
+        if kv_offloading_size is not None:
+            from servesim.config.engine import engine_config
+
+            engine_config(kv_offloading_size=kv_offloading_size)  # a bad value is named before any experiment runs
+            overrides = {"kv_offloading_size": kv_offloading_size}
         if not paths and not suite:
             raise ServesimError(f"validate: give experiment folders or --suite NAME (suites: {', '.join(list_suites())})")
         from servesim.workload.spec import check_seed
@@ -83,7 +90,7 @@ def register(app: typer.Typer) -> None:
             def tick(c):  # type: ignore[no-untyped-def]
                 status.update(f"{c.label}: {c.wall_s:.1f} s")
 
-            report = validate(experiments, choice, seed=seed, on_run=tick)
+            report = validate(experiments, choice, seed=seed, on_run=tick, engine_overrides=overrides)
         if report.in_sample is not None and report.in_sample["runs"]:
             typer.echo(f"note: calibration '{report.in_sample['calibration']}' is {report.in_sample['note']}: "
                        "those errors are training errors, not predictions", err=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -45,6 +45,11 @@ class EngineConfig(BaseModel):
     max_loras: int = Field(1, ge=1)
     max_lora_rank: int = Field(16, ge=1)
     max_cpu_loras: int | None = Field(None, ge=1)
+    # vLLM --kv-offloading-size (GiB, total over all TP x PP ranks; 0 = off) and --kv-offloading-backend:
+    # CPU KV offload tier (engine/offload.py). Both backends are modelled as the native connector's LRU tier.
+    # Capped at 65,536 GiB (64 TiB) in all: more host memory than any server has (vLLM would fail to pin it).
+    kv_offloading_size: float = Field(0.0, ge=0.0, le=65536.0, allow_inf_nan=False)
+    kv_offloading_backend: Literal["native", "lmcache"] = "native"
 
     def __init__(self, **data: object) -> None:
         """Validate vLLM engine arguments; a bad one raises a one-line ConfigError naming the field and the value."""

@@ -29,6 +29,7 @@ class Hardware:
     usable_memory_bytes: float  # total device memory as the driver reports it
     nvlink_gb_s: float = 0.0  # per-GPU NVLink bandwidth, GB/s (0 = none)
     pcie_gb_s: float = 64.0
+    host_link_gb_s: float = 0.0  # effective GPU<->CPU copy bandwidth per direction, GB/s (CPU KV offload; 0 = none given)
     kernel_tables: str = "h100"  # which measured kernel tables stand in for this GPU
     bw_efficiency: float = 0.82  # sustained / peak HBM bandwidth (the seed report's H1)
     per_layer_overhead_us: float = 100.0  # BLIS `perLayerOverhead` (µs per layer / TP per step)
@@ -84,9 +85,9 @@ def _from_servesim(name: str, body: dict[str, Any], where: str) -> Hardware:
         _num(fields, key, where)
     fields.setdefault("fp8_tflops", fields["bf16_tflops"])
     fields.setdefault("usable_memory_bytes", float(fields["memory_gb"]) * 1e9)
-    for key in ("fp8_tflops", "usable_memory_bytes", "nvlink_gb_s", "bw_efficiency", "per_layer_overhead_us"):
+    for key in ("fp8_tflops", "usable_memory_bytes", "nvlink_gb_s", "bw_efficiency", "per_layer_overhead_us", "host_link_gb_s"):
         if key in fields:
-            _num(fields, key, where, allow_zero=key in ("nvlink_gb_s", "per_layer_overhead_us"))
+            _num(fields, key, where, allow_zero=key in ("nvlink_gb_s", "per_layer_overhead_us", "host_link_gb_s"))
     if "bw_efficiency" in fields and not 0 < fields["bw_efficiency"] <= 1:
         raise ConfigError(f"{where}: field 'bw_efficiency'={fields['bw_efficiency']} must be in (0, 1]")
     return Hardware(name=str(fields.pop("name", name)), **fields)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from servesim.config.engine import EngineConfig
 from servesim.engine.invariants import InvariantError, check_step
 from servesim.engine.lora import LoraSlots, check_lora
+from servesim.engine.offload import OffloadSpec
 from servesim.engine.request import RequestRecord, RequestSpec
 from servesim.engine.scheduler import EngineRequest, Scheduler
 from servesim.engine.skipping import EventSkipper
@@ -34,16 +35,18 @@ class EngineCore:
         event_skipping: bool = True,
         reject_delay_s: float = 0.0,
         sliding_window: int = 0,
+        offload: OffloadSpec | None = None,
     ) -> None:
         # sliding_window > 0: every layer slides over it and the KV manager frees blocks outside it (kv_cache.py);
         # event skipping's deferred blocks do not model that freeing, so such engines take the reference path.
-        self.sched = sched = Scheduler(engine, num_gpu_blocks, sliding_window)
+        self.sched = sched = Scheduler(engine, num_gpu_blocks, sliding_window, offload)
         self.step_time = latency.step_time
         self.tt = record_token_times
         self.check = check_invariants
         # LoRA (engine/lora.py): the skipper's lazy steps carry no per-request adapters, so LoRA takes the reference path.
         self.lora = LoraSlots(engine.max_loras, engine.cpu_loras) if engine.enable_lora else None
-        lazy_ok = event_skipping and not check_invariants and not sliding_window and self.lora is None
+        # CPU KV offload (engine/offload.py) loads blocks the skipper's lazy decodes do not model: reference path.
+        lazy_ok = event_skipping and not check_invariants and not sliding_window and self.lora is None and offload is None
         self.skipper = EventSkipper(sched, record_token_times) if lazy_ok else None
         self.emit = emit
         self.reject_delay_s = reject_delay_s  # rejection time = arrival + this (the frontend's latency)
@@ -65,6 +68,7 @@ class EngineCore:
         self.rejected_by_reason: dict[str, int] = {}  # 'max_model_len' (the API's 400), 'kv_capacity', ...
         self._out = None  # the step in flight: SchedulerOutput (exact path) or None (lazy path)
         self._lazy = False
+        self._idle = False  # the step in flight is a wait for a CPU KV load (nothing computed)
         self._t0 = 0.0
 
     def _reject(self, reason: str) -> None:
@@ -175,6 +179,13 @@ class EngineCore:
                 out = sched.schedule(now)  # every running request was preempted this step: arrived KV first
             if not out.scheduled and self.reserved:
                 return -1.0
+            if not out.scheduled and sched.tier is not None:
+                t = sched.next_load_s()
+                if t is not None and t > now:
+                    # Only requests waiting for CPU loads: the engine idles until the first load finishes.
+                    self._idle = True
+                    self._out = None
+                    return t - now
             if not out.scheduled:
                 # Cannot happen for requests that passed reject_reason(); guard against a silent livelock.
                 raise InvariantError("progress", steps + 1, sched.waiting[0].id if sched.waiting else None, "step scheduled nothing")
@@ -199,6 +210,9 @@ class EngineCore:
 
     def end_step(self, now: float) -> list[EngineRequest]:
         """Finish the step begun by begin_step() at clock `now` (s): sample, free, emit; return finished requests."""
+        if self._idle:
+            self._idle = False
+            return []
         if self._lazy:
             finished = self.skipper.update(now, self.steps)  # type: ignore[union-attr]
             self.steps += 1
@@ -213,6 +227,8 @@ class EngineCore:
                            in_engine=self.uid - self.completed - len(finished) - self.outside)
                 if self.lora is not None:
                     check_lora(out, self.lora, steps)
+                if sched.tier is not None and (bad := sched.tier.check()):
+                    raise InvariantError("cpu_tier_conservation", steps, None, bad)
                 computed = self.computed
                 for req, n in zip(out.scheduled, out.num_new):
                     computed[req.uid] = computed.get(req.uid, 0) + n

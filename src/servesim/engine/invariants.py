@@ -81,7 +81,7 @@ def check_step(sched, out, step: int, t_before: float, t_after: float, in_engine
         for b in r.blocks:
             holders[b] += 1
     for r in sched.waiting:
-        if r.remote:  # KV received from a prefill instance: holds its prompt's blocks while waiting
+        if r.remote or r.load_until is not None:  # KV received (PD) or loaded from the CPU tier: holds blocks
             for b in r.blocks:
                 holders[b] += 1
             continue

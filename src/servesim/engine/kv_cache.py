@@ -377,8 +377,9 @@ class KVCacheManager:
         del hits[run:]
         return hits
 
-    def allocate_slots(self, req, num_new: int, hit_blocks: list[int] | None = None, num_hit: int = 0) -> bool:
-        """Reserve KV slots for num_new more tokens (after num_hit cached ones); False if blocks run out."""
+    def allocate_slots(self, req, num_new: int, hit_blocks: list[int] | None = None, num_hit: int = 0, delay_cache: bool = False) -> bool:
+        """Reserve KV slots for num_new more tokens (after num_hit cached ones); False if blocks run out.
+        delay_cache: do not register the new blocks yet (their KV is being loaded from the CPU tier)."""
         pool = self.pool
         bs = self.block_size
         if self.sliding_window and req.blocks:
@@ -410,7 +411,7 @@ class KVCacheManager:
             req.parked = None  # admitted: the parked run is used up (hit, or evicted below the hits)
         if num_new_blocks > 0:
             blocks.extend(pool.get_new_blocks(num_new_blocks))
-        if self.enable_caching:
+        if self.enable_caching and not delay_cache:
             # vLLM allocate_slots caches blocks at allocation time, before they are computed, up to
             # min(computed + new, num_tokens) tokens; a request admitted later in the same step can hit them.
             n_full = min(total, req.num_tokens) // bs

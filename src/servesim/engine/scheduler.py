@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from servesim.config.engine import EngineConfig
 from servesim.engine.kv_cache import KVCacheManager, cdiv
+from servesim.engine.offload import CPUTier, OffloadSpec
 from servesim.engine.request import RequestRecord, RequestSpec
 from servesim.errors import ConfigError
 
@@ -23,6 +24,8 @@ class EngineRequest:
         "parked", "phits",
         # Prompt tokens whose KV another instance computed and sent (PD decode side; 0 = none).
         "remote",
+        # CPU KV offload (engine/offload.py): time (s) its load from the CPU tier finishes; None = no load.
+        "load_until",
     )
 
     def __init__(self, spec: RequestSpec, rec: RequestRecord, block_size: int, uid: int | None = None) -> None:
@@ -53,6 +56,7 @@ class EngineRequest:
         self.evs = -1  # step of a pending lazy KV event that is not the next block's (skipping._drop_event)
         self.parked: tuple[int, int] | None = None
         self.remote = 0
+        self.load_until: float | None = None
 
 
 @dataclass(slots=True)
@@ -85,7 +89,7 @@ def validate_engine(engine: EngineConfig) -> None:
 class Scheduler:
     """vLLM V1 FCFS scheduler with recompute preemption over a KVCacheManager."""
 
-    def __init__(self, engine: EngineConfig, num_gpu_blocks: int, sliding_window: int = 0) -> None:
+    def __init__(self, engine: EngineConfig, num_gpu_blocks: int, sliding_window: int = 0, offload: OffloadSpec | None = None) -> None:
         validate_engine(engine)
         self.max_num_seqs: int = engine.max_num_seqs
         self.max_num_batched_tokens: int = engine.max_num_batched_tokens
@@ -98,6 +102,9 @@ class Scheduler:
         self.waiting: deque[EngineRequest] = deque()
         self.num_preemptions = 0
         self.max_loras: int = engine.max_loras if engine.enable_lora else 0  # 0 = LoRA off (engine/lora.py)
+        if offload is not None and sliding_window:
+            raise ConfigError("--kv-offloading-size: CPU KV offload is not modelled with sliding-window attention; set it to 0")
+        self.tier: CPUTier | None = CPUTier(offload) if offload is not None else None
 
     def reject_reason(self, spec: RequestSpec) -> str:
         """Why this request can never be served ('' if it can), checked when it reaches the engine."""
@@ -188,6 +195,14 @@ class Scheduler:
                 # vLLM scheduled_loras: the adapters of the running requests scheduled above.
                 loras = {r.spec.lora for r in scheduled if r.spec.lora is not None}
                 skipped: list[EngineRequest] = []
+            tier = self.tier
+            held: list[EngineRequest] = []
+            if tier is not None and any(r.load_until is not None and r.load_until > now for r in waiting):
+                # vLLM skips WAITING_FOR_REMOTE_KVS requests whose load has not finished and puts them back in front.
+                held = [r for r in waiting if r.load_until is not None and r.load_until > now]
+                rest = [r for r in waiting if r.load_until is None or r.load_until <= now]
+                waiting.clear()
+                waiting.extend(rest)
             while waiting and budget > 0:
                 if len(running) == self.max_num_seqs:
                     break
@@ -199,12 +214,20 @@ class Scheduler:
                         continue
                 # vLLM looks the prefix cache up only for num_computed_tokens == 0 (always true here:
                 # no KV connector), and resumed requests look up prompt + already generated tokens.
-                if req.remote:
+                ahit = -1
+                if req.load_until is not None:
+                    # Its CPU load finished: it holds blocks for all its hits (num_computed); schedule the rest.
+                    hit_blocks, num_hit, ahit = [], req.num_computed, 0
+                elif req.remote:
                     # KV received from a prefill instance into blocks allocated before the transfer (vLLM NIXL
                     # connector); vLLM recomputes the last prompt token for its logits, so the hit is remote - 1 tokens.
                     hit_blocks, num_hit = [], req.remote - 1
                 else:
                     hit_blocks, num_hit = kv.get_computed_blocks(req)
+                    if tier is not None and self._start_load(req, hit_blocks, num_hit, now):
+                        waiting.popleft()
+                        held.append(req)
+                        continue
                 n = req.num_tokens - num_hit
                 if 0 < threshold < n:
                     n = threshold
@@ -215,8 +238,9 @@ class Scheduler:
                 if n > budget:
                     n = budget
                 # vLLM breaks (does not skip) when the head of the queue cannot get blocks; no preemption here.
-                if not kv.allocate_slots(req, n, hit_blocks, num_hit):
+                if not kv.allocate_slots(req, n, hit_blocks, num_hit if ahit < 0 else ahit):
                     break
+                req.load_until = None
                 waiting.popleft()
                 running.append(req)
                 req.remote = 0  # admitted: a later preemption recomputes everything locally
@@ -241,9 +265,34 @@ class Scheduler:
             if max_loras and skipped:
                 waiting.extendleft(reversed(skipped))  # vLLM prepend_requests: skipped ones ahead, in FCFS order
 
+            if held:
+                waiting.extendleft(reversed(held))
         out.num_scheduled_tokens = self.max_num_batched_tokens - budget
         out.num_running = len(running)
         return out
+
+    def _start_load(self, req: EngineRequest, hit_blocks: list[int], num_hit: int, now: float) -> bool:
+        """Look up the blocks after req's GPU hit in the CPU tier; on a hit allocate them, start the load, True."""
+        kv, bs, tier = self.kv, self.block_size, self.tier
+        g = len(hit_blocks)
+        max_blocks = (req.num_tokens - 1) // bs  # as the GPU lookup: the last token is always recomputed
+        keys = [kv.key(req, i) for i in range(g, max_blocks)]
+        tier.queried_tokens += req.num_tokens
+        k = tier.lookup(keys, now)
+        if not k:
+            return False
+        # vLLM allocate_slots(..., delay_cache_blocks=True): blocks being loaded are not registered until loaded.
+        if not kv.allocate_slots(req, k * bs, hit_blocks, num_hit, delay_cache=True):
+            return False
+        tier.hit_tokens += k * bs
+        req.num_computed = num_hit + k * bs
+        req.load_until = tier.load(keys[:k], now)
+        return True
+
+    def next_load_s(self) -> float | None:
+        """When the earliest CPU load of a waiting request finishes (s), or None."""
+        t = [r.load_until for r in self.waiting if r.load_until is not None]
+        return min(t) if t else None
 
     def _preempt(self, req: EngineRequest, out: SchedulerOutput) -> None:
         # vLLM _preempt_request (recompute mode): free blocks, num_computed_tokens = 0, prepend to waiting;
@@ -259,6 +308,11 @@ class Scheduler:
     def update_from_output(self, out: SchedulerOutput, now: float, record_token_times: bool) -> list[EngineRequest]:
         """Apply a finished step at clock `now` (s): sample tokens, stamp times, free finished requests."""
         finished = sample_tokens(out.scheduled, now, record_token_times)
+        tier = self.tier
+        if tier is not None:
+            tier.after_step(out.scheduled, now, self.kv)
+            for req in finished:
+                tier.done.pop(req.uid, None)
         if finished:
             kv = self.kv
             for req in finished:

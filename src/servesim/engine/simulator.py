@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from servesim.config.engine import EngineConfig
 from servesim.engine.core import EngineCore
+from servesim.engine.offload import OffloadSpec
 from servesim.engine.request import RequestRecord, RequestSource, RequestSpec
 from servesim.engine.scheduler import Scheduler, validate_engine
 from servesim.errors import ConfigError
@@ -35,6 +36,8 @@ class EngineStats:
     decode_tokens: int = 0  # decode steps summed over requests
     lora_loads: int = 0  # LoRA adapters copied CPU -> GPU (engine/lora.py; 0 with LoRA off)
     lora_disk_loads: int = 0  # of those, read from disk first (not in the CPU cache)
+    cpu_prefix_cache_queried_tokens: int = 0  # CPU KV offload: tokens looked up in the CPU tier (vLLM connector stats)
+    cpu_prefix_cache_hit_tokens: int = 0  # tokens loaded from the CPU tier
 
 
 class Simulator:
@@ -51,6 +54,7 @@ class Simulator:
         check_invariants: bool = False,
         event_skipping: bool = True,
         sliding_window: int = 0,
+        offload: OffloadSpec | None = None,
     ) -> None:
         if not (frontend_latency_s >= 0.0 and math.isfinite(frontend_latency_s)):
             raise ConfigError(f"engine: frontend_latency_s={frontend_latency_s!r}: must be a finite number >= 0")
@@ -65,6 +69,7 @@ class Simulator:
         # > 0: every layer slides over this many tokens; the KV manager frees blocks outside it (kv_cache.py).
         # Event skipping's deferred blocks do not model that freeing, so such runs take the reference path.
         self.sliding_window = sliding_window
+        self.offload = offload  # CPU KV tier (engine/offload.py); None = off
         validate_engine(engine)
         if not isinstance(num_gpu_blocks, int) or num_gpu_blocks < 2:
             raise ConfigError(f"engine: num_gpu_blocks={num_gpu_blocks!r}: need an int >= 2 (one is vLLM's null block)")
@@ -86,7 +91,7 @@ class Simulator:
         fe = self.frontend_latency_s
         core = EngineCore(self.engine, self.latency, self.num_gpu_blocks, emit, record_token_times=self.record_token_times,
                           check_invariants=self.check_invariants, event_skipping=self.event_skipping, reject_delay_s=fe,
-                          sliding_window=self.sliding_window)
+                          sliding_window=self.sliding_window, offload=self.offload)
         sched = core.sched
         self.scheduler = sched
         admit, begin_step, end_step = core.admit, core.begin_step, core.end_step
@@ -143,4 +148,7 @@ def core_stats(core: EngineCore, stats: EngineStats, now: float) -> EngineStats:
     stats.decode_tokens = core.decode_tokens
     if core.lora is not None:
         stats.lora_loads, stats.lora_disk_loads = core.lora.cpu_loads, core.lora.disk_loads
+    if sched.tier is not None:
+        stats.cpu_prefix_cache_queried_tokens = sched.tier.queried_tokens
+        stats.cpu_prefix_cache_hit_tokens = sched.tier.hit_tokens
     return stats

@@ -51,11 +51,13 @@ class EngineArgs(BaseModel):
     gpu_memory_utilization: float | None = Field(None, gt=0.0, le=1.0)
     long_prefill_token_threshold: int | None = Field(None, ge=0)
     async_scheduling: bool | None = None  # vLLM --async-scheduling (default on since vLLM 0.14)
-    num_cpu_blocks: int | None = Field(None, ge=0)  # CPU KV-offload blocks: recorded, NOT modelled (the engine ignores it)
+    num_cpu_blocks: int | None = Field(None, ge=0)  # CPU KV-offload blocks as logged (recorded; kv_offloading_size is modelled)
     enable_lora: bool | None = None  # vLLM --enable-lora and its limits (docs/LATENCY.md "LoRA")
     max_loras: int | None = Field(None, ge=1)
     max_lora_rank: int | None = Field(None, ge=1)
     max_cpu_loras: int | None = Field(None, ge=1)
+    kv_offloading_size: float | None = Field(None, ge=0.0)  # vLLM --kv-offloading-size, GiB over all ranks (0 = off)
+    kv_offloading_backend: str | None = None  # vLLM --kv-offloading-backend: native | lmcache
 
 
 class GroundTruthSpec(BaseModel):

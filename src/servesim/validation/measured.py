@@ -158,7 +158,7 @@ class Experiment:
     def engine_kwargs(self) -> dict[str, Any]:
         """Engine args in servesim.config.EngineConfig's names (vLLM's `num_gpu_blocks_override`) plus TP."""
         kwargs = dict(self.engine)
-        kwargs.pop("num_cpu_blocks", None)  # recorded only: servesim does not model vLLM's CPU KV offload yet
+        kwargs.pop("num_cpu_blocks", None)  # recorded only: the modelled tier's size comes from kv_offloading_size
         if "num_gpu_blocks" in kwargs:
             kwargs["num_gpu_blocks_override"] = kwargs.pop("num_gpu_blocks")
         kwargs["tensor_parallel_size"] = self.tensor_parallel_size

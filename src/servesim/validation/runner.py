@@ -387,13 +387,14 @@ def validate(
     seed: int = DEFAULT_SEED,
     on_run: Callable[[RunComparison], None] | None = None,
     prefix_model: str = "auto",
+    engine_overrides: dict[str, Any] | None = None,
 ) -> ValidationReport:
-    """Replay every run of every experiment with the chosen model and compare."""
+    """Replay every run of every experiment with the chosen model and compare (engine_overrides over each manifest's engine)."""
     out = []
     for exp in experiments:
         for run in exp.runs:
             t0 = time.perf_counter()
-            result = replay(exp, run, choice, seed=seed, prefix_model=prefix_model)
+            result = replay(exp, run, choice, seed=seed, prefix_model=prefix_model, engine_overrides=engine_overrides)
             comp = compare(exp, run, result)
             comp.wall_s = time.perf_counter() - t0
             out.append(comp)
