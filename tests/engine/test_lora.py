@@ -13,7 +13,7 @@ from servesim.engine.invariants import InvariantError
 from servesim.engine.lora import LoraSlots, check_lora
 from servesim.engine.request import RequestSpec
 from servesim.errors import ConfigError
-from servesim.latency.lora import DISK_LOAD_GB_S, HOST_LINK_EFFICIENCY, LoraLatency, adapter_bytes_per_gpu, lora_step_cost
+from servesim.latency.lora import DISK_LOAD_GB_S, LoraLatency, adapter_bytes_per_gpu, lora_step_cost
 from servesim.latency.plan import LoraStep, StepPlan
 
 from ._helpers import ConstLatency, ListSource, engine
@@ -57,7 +57,7 @@ def test_lora_latency_adds_kernel_and_load_components():
     plan = StepPlan((10,), (0,), (), LoraStep(tokens=10, adapters=2, cpu_loads=1, disk_loads=1))
     flops, nbytes = 10 * 83_886_080, 2 * 83_886_080
     kernel = max(flops / 989.5e12, nbytes / (3.35e12 * hw.bw_efficiency))  # memory-bound: 167,772,160 B
-    load = 83_886_080 / (64e9 * HOST_LINK_EFFICIENCY) + 83_886_080 / (DISK_LOAD_GB_S * 1e9)
+    load = 83_886_080 / 50e9 + 83_886_080 / (DISK_LOAD_GB_S * 1e9)
     assert lm.step_time(plan) == pytest.approx(0.010 + kernel + load, rel=1e-12)
     st = lm.explain(plan)
     parts = {c.name: c for c in st.components}

@@ -17,6 +17,9 @@ from servesim.errors import ConfigError
 GIB = 1 << 30
 
 
+HOST_LINK_FRACTION = 50.0 / 64.0  # effective / raw per-direction PCIe rate the presets' host_link_gb_s assume
+
+
 @dataclass(frozen=True, slots=True)
 class Hardware:
     """One GPU: dense tensor-core peaks, HBM, interconnect, and the roofline's default efficiencies."""
@@ -34,6 +37,12 @@ class Hardware:
     bw_efficiency: float = 0.82  # sustained / peak HBM bandwidth (the seed report's H1)
     per_layer_overhead_us: float = 100.0  # BLIS `perLayerOverhead` (µs per layer / TP per step)
     source: str = ""
+
+    def host_copy_bytes_per_s(self) -> float:
+        """Effective pinned CPU<->GPU copy bandwidth per direction, bytes/s (KV offload and LoRA adapter loads)."""
+        # host_link_gb_s where the preset gives it (docs/LATENCY.md "CPU KV offload"); else the same ~78 % of the raw
+        # per-direction PCIe rate the presets assume (50 of 64 GB/s on Gen5 x16).
+        return (self.host_link_gb_s or self.pcie_gb_s * HOST_LINK_FRACTION) * 1e9
 
     def peak_flops(self, bytes_per_weight: float) -> float:
         """Dense tensor-core peak in FLOP/s for weights of this width (FP8 path at <= 1 byte)."""

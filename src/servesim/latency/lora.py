@@ -10,11 +10,8 @@ from servesim.config.model import ModelSpec
 from servesim.errors import ConfigError
 from servesim.latency.plan import Component, LoraStep, StepPlan, StepTime
 
-# Effective CPU -> GPU copy bandwidth as a fraction of the preset's `pcie_gb_s` (PCIe Gen5 x16: 64 GB/s per direction).
-# Assumption: pinned host->device copies reach ~85 % of the link (NVIDIA bandwidthTest on Gen5 x16 reports ~53-55 GB/s);
-# vLLM keeps CPU-cached adapters in pinned memory (vllm/lora/models.py, pin_memory when available).
-# (wt-a's CPU KV offload may add its own host-link figure: the integrator should keep one.)
-HOST_LINK_EFFICIENCY = 0.85
+# Adapter copies CPU -> GPU run at the preset's effective host-link bandwidth (Hardware.host_copy_bytes_per_s, shared
+# with CPU KV offload); vLLM keeps CPU-cached adapters in pinned memory (vllm/lora/models.py, pin_memory when available).
 # Reading an adapter from disk into the CPU cache (safetensors load + pinning), GB/s. Assumption, not measured: a
 # local NVMe SSD's sequential read (PCIe Gen4 x4 datasheets: ~7 GB/s) derated to 2 GB/s for parsing and copies.
 DISK_LOAD_GB_S = 2.0
@@ -89,7 +86,7 @@ class LoraLatency:
         # whichever binds (no measured punica efficiency table; an optimistic bound).
         self._peak = self.hardware.bf16_flops
         self._bw = self.hardware.hbm_bytes_per_s * self.hardware.bw_efficiency
-        self._host = self.hardware.pcie_gb_s * 1e9 * HOST_LINK_EFFICIENCY
+        self._host = self.hardware.host_copy_bytes_per_s()
         self._disk = DISK_LOAD_GB_S * 1e9
 
     def __getattr__(self, item: str) -> Any:
