@@ -47,6 +47,8 @@ def build_instances(pools: list[PoolSpec], latency_model: Any, overhead: str, ca
         hw = p.hardware if isinstance(p.hardware, Hardware) else load_hardware(str(p.hardware), p.hardware_config)
         spec.check_tp(p.tp)
         eng = resolve_engine(p.engine, spec, hw, p.tp)
+        if eng.speculative_config is not None:
+            raise ConfigError("--speculative-config: not yet supported for clusters (run one engine with `servesim run`)")
         blocks = kv_blocks_for(eng, spec, hw)
         lm_name = latency_model if p.latency_model is None else p.latency_model
         lm, cal = _latency(lm_name, overhead, calibration, spec, hw, p.tp, eng.async_scheduling, eng)

@@ -461,8 +461,14 @@ def simulate(
         workload, seed, cal, frontend_latency_s, frontend_per_token_s)
     if record_token_times is None:
         record_token_times = keep_requests
+    draft = None
+    if eng.speculative_config is not None:
+        from servesim.latency.spec_decode import draft_time_fn
+
+        draft = draft_time_fn(eng.speculative_config, spec, hw, tp)
     sim = Simulator(eng, lm, blocks, frontend_latency_s=0.0, record_token_times=record_token_times,
-                    check_invariants=check_invariants, event_skipping=event_skipping, sliding_window=engine_sliding_window(spec))
+                    check_invariants=check_invariants, event_skipping=event_skipping, sliding_window=engine_sliding_window(spec),
+                    spec_seed=seed or 0, draft_time=draft)
     records: list[RequestRecord] = []
     stream = None if keep_requests else _Stream()
     bins = ArrivalBins()  # fixed-memory saturation record, fed the same way in both summary modes

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from servesim.config.speculative import SpeculativeConfig
 from servesim.errors import ConfigError
 
 
@@ -37,6 +38,8 @@ class EngineConfig(BaseModel):
     max_model_len: int | None = Field(None, ge=1)  # None = the model's max_position_embeddings
     # vLLM schedules step k+1 while step k runs; on by default since vLLM 0.14 (PR #27614), off in 0.11.
     async_scheduling: bool = True
+    # vLLM --speculative-config (config/speculative.py); None = off. Build it with parse_speculative_config().
+    speculative_config: SpeculativeConfig | None = None
 
     def __init__(self, **data: object) -> None:
         """Validate vLLM engine arguments; a bad one raises a one-line ConfigError naming the field and the value."""
