@@ -462,7 +462,13 @@ def simulate(
     if record_token_times is None:
         record_token_times = keep_requests
     draft = None
+    wl_acc = (described or {}).get("speculative_acceptance")
+    if wl_acc is not None and eng.speculative_config is None:
+        raise ConfigError(f"workload: speculative_acceptance={wl_acc!r}: needs --speculative-config (speculative decoding is off)")
     if eng.speculative_config is not None:
+        from servesim.config.speculative import with_workload_acceptance
+
+        eng = eng.model_copy(update={"speculative_config": with_workload_acceptance(eng.speculative_config, wl_acc)})
         from servesim.latency.spec_decode import draft_time_fn
 
         draft = draft_time_fn(eng.speculative_config, spec, hw, tp)

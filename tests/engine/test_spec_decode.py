@@ -8,7 +8,7 @@ import pytest
 
 from servesim.config import load_hardware, load_model
 from servesim.config.engine import EngineConfig
-from servesim.config.speculative import DEFAULT_ACCEPTANCE, METHODS, expected_tokens_per_step, parse_speculative_config
+from servesim.config.speculative import DEFAULT_ACCEPTANCE, acceptance_of, METHODS, expected_tokens_per_step, parse_speculative_config
 from servesim.engine.request import RequestRecord, RequestSpec
 from servesim.engine.scheduler import EngineRequest, Scheduler
 from servesim.engine.spec_decode import accepted_count
@@ -200,7 +200,28 @@ def test_draft_pass_roofline_seconds():
 def test_every_method_has_a_sourced_default():
     assert {m for m, _, _ in DEFAULT_ACCEPTANCE} == set(METHODS)
     assert all(0 < p < 1 and src for _, p, src in DEFAULT_ACCEPTANCE)
-    assert parse_speculative_config('{"method": "mtp", "num_speculative_tokens": 1}').acceptance == (0.85,)
+    cfg = parse_speculative_config('{"method": "mtp", "num_speculative_tokens": 1}')
+    assert cfg.acceptance is None and acceptance_of(cfg) == (0.85,)
+
+
+def test_workload_acceptance_fills_in_but_the_flag_wins():
+    wl = {"input_tokens": 200, "output_tokens": 40, "num_requests": 20, "arrival": {"process": "poisson", "rate": 1.0}}
+    from servesim.simulation import simulate
+
+    def itl(sc, acc):
+        r = simulate("llama-3.2-3b-instruct", "H100", 1, workload={**wl, "speculative_acceptance": acc},
+                     engine={"speculative_config": sc}, latency_model="roofline-v2", seed=2)
+        return r.summary["itl_ms"]["mean"], list(r.config["engine"]["speculative_config"]["acceptance"])
+
+    plain = parse_speculative_config('{"method": "ngram", "num_speculative_tokens": 3}')
+    assert itl(plain, 0.9)[1] == [0.9, 0.9, 0.9]
+    assert itl(plain, [0.9, 0.5, 0.1])[1] == [0.9, 0.5, 0.1]
+    assert itl(_sc("ngram", k=3, acc=0.2), 0.9)[1] == [0.2, 0.2, 0.2]  # explicit acceptance wins
+    assert itl(plain, 0.9)[0] < itl(plain, 0.1)[0]
+    with pytest.raises(ConfigError, match="speculative_acceptance"):
+        simulate("llama-3.2-3b-instruct", "H100", 1, workload={**wl, "speculative_acceptance": 0.5}, latency_model="roofline-v2")
+    with pytest.raises(ConfigError, match="workload: speculative_acceptance"):
+        itl(plain, [0.5, 0.5])
 
 
 @pytest.mark.parametrize("value,acc,needle", [

@@ -116,9 +116,17 @@ def parse_speculative_config(value: Any, acceptance: Any = None, where: str = "-
             raise _fail(where, f"model={cfg.model!r}: not a bundled model (servesim costs only bundled drafts; see `servesim models`)") from None
     k = cfg.num_speculative_tokens
     acc = acceptance if acceptance is not None else cfg.acceptance
-    probs = check_acceptance(acc, k, "--speculative-acceptance" if acceptance is not None else f"{where}: acceptance") if acc is not None \
-        else (_DEFAULTS[cfg.method],) * k
+    if acc is None:
+        return cfg  # acceptance left to the workload's speculative_acceptance, else the method default (acceptance_of)
+    probs = check_acceptance(acc, k, "--speculative-acceptance" if acceptance is not None else f"{where}: acceptance")
     return cfg.model_copy(update={"acceptance": probs})
+
+
+def with_workload_acceptance(cfg: SpeculativeConfig, value: Any) -> SpeculativeConfig:
+    """cfg with the workload's speculative_acceptance when cfg has none of its own (an explicit flag wins)."""
+    if cfg.acceptance is not None or value is None:
+        return cfg
+    return cfg.model_copy(update={"acceptance": check_acceptance(value, cfg.num_speculative_tokens, "workload: speculative_acceptance")})
 
 
 def acceptance_of(cfg: SpeculativeConfig) -> tuple[float, ...]:

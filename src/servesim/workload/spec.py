@@ -276,6 +276,9 @@ class WorkloadSpec(_Strict):
     duration_s: float | None = Field(None, gt=0)
     trace: TraceSpec | None = None
     inference_perf: InferencePerfSpec | None = None
+    # Speculative decoding: per-token draft acceptance for this text (a probability or one per draft position);
+    # overrides the method default, not an explicit --speculative-acceptance (config/speculative.py).
+    speculative_acceptance: float | list[float] | None = None
     seed: int = 0
 
     @field_validator("seed", mode="before")
