@@ -510,6 +510,12 @@ def simulate(
     )
     summary["engine_steps"] = stats.steps
     summary["engine_busy_s"] = stats.busy_s
+    sd = sim.scheduler.spec if sim.scheduler is not None else None
+    if sd is not None:  # only with speculative decoding on: runs without it keep their summary keys
+        summary["speculative_decoding"] = {
+            "proposed_tokens": sd.proposed, "accepted_tokens": sd.accepted,
+            "acceptance_rate": sd.accepted / sd.proposed if sd.proposed else 0.0,
+        }
     verdict = bins.verdict(closed_loop=closed_loop)
     summary["saturated"] = verdict.saturated
     summary["saturation"] = verdict.as_dict()

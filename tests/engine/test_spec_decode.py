@@ -134,6 +134,10 @@ def test_invariants_hold_and_tokens_conserved(method):
     res = _run({"speculative_config": sc, "num_gpu_blocks_override": 400, "max_model_len": 4096})
     assert res.summary["completed"] == 30
     assert all(len(r.token_times_s) == r.output_tokens for r in res.records)  # never more than max_tokens
+    sd = res.summary["speculative_decoding"]
+    assert 0 < sd["accepted_tokens"] <= sd["proposed_tokens"]
+    # Chain acceptance: E[accepted] / k = (a + a^2 + a^3) / 3 = 0.511 at a = 0.7 (fewer drafts near max_tokens shift it).
+    assert sd["acceptance_rate"] == pytest.approx((0.7 + 0.49 + 0.343) / 3, abs=0.08)
 
 
 def test_same_seed_same_answer_other_seed_other_draws():
