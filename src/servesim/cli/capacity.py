@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 import typer
 
+from servesim.cli.run import SpeculativeAcceptanceOpt, SpeculativeConfigOpt
 from servesim.cli.common import (
     HardwareConfigOpt,
     LatencyModelOpt,
@@ -37,6 +38,8 @@ def register(app: typer.Typer) -> None:
         calibration: Optional[Path] = typer.Option(None, "--calibration", help="Calibration JSON for --latency-model calibrated (default: the shipped one); its prediction intervals give the rate range."),
         max_num_seqs: Optional[int] = typer.Option(None, "--max-num-seqs", help="vLLM max_num_seqs."),
         max_num_batched_tokens: Optional[int] = typer.Option(None, "--max-num-batched-tokens", help="vLLM max_num_batched_tokens."),
+        speculative_config: Optional[str] = SpeculativeConfigOpt,
+        speculative_acceptance: Optional[str] = SpeculativeAcceptanceOpt,
         workload: Optional[str] = typer.Option(None, "--workload", help="Workload YAML or preset (its rate is replaced).", rich_help_panel=WORKLOAD_HELP),
         num_requests: Optional[int] = typer.Option(None, "--num-requests", help="Fixed-length probes of this many requests (default: steady-state probes that run until the SLO statistic is stable).", rich_help_panel=WORKLOAD_HELP),
         duration: Optional[float] = typer.Option(None, "--duration", help="Fixed-length probes of this many seconds of arrivals.", rich_help_panel=WORKLOAD_HELP),
@@ -79,6 +82,11 @@ def register(app: typer.Typer) -> None:
         )
         wl = spec.model_dump(mode="json", exclude_none=True)
         engine = {k: v for k, v in {"max_num_seqs": max_num_seqs, "max_num_batched_tokens": max_num_batched_tokens}.items() if v is not None}
+        from servesim.config.speculative import parse_speculative_config
+
+        sc = parse_speculative_config(speculative_config, speculative_acceptance)
+        if sc is not None:
+            engine["speculative_config"] = sc.model_dump(mode="json")
         configs = []
         for m, hw, t in itertools.product(model, hardware, tp):
             kw = {"model": m, "hardware": hw, "tp": t, "latency_model": latency_model, "overhead": overhead,
