@@ -50,6 +50,8 @@ def build_instances(pools: list[PoolSpec], latency_model: Any, overhead: str, ca
         if eng.kv_offloading_size:
             raise ConfigError(f"pool {p.name}: engine.kv_offloading_size={eng.kv_offloading_size}: CPU KV offload is modelled "
                               "for one instance only, not in a cluster; set it to 0")
+        if eng.speculative_config is not None:
+            raise ConfigError("--speculative-config: not yet supported for clusters (run one engine with `servesim run`)")
         blocks = kv_blocks_for(eng, spec, hw)
         lm_name = latency_model if p.latency_model is None else p.latency_model
         lm, cal = _latency(lm_name, overhead, calibration, spec, hw, p.tp, eng.async_scheduling, eng)

@@ -529,9 +529,20 @@ def simulate(
     if record_token_times is None:
         record_token_times = keep_requests
     offload = engine_offload(eng, spec, hw)
+    draft = None
+    wl_acc = (described or {}).get("speculative_acceptance")
+    if wl_acc is not None and eng.speculative_config is None:
+        raise ConfigError(f"workload: speculative_acceptance={wl_acc!r}: needs --speculative-config (speculative decoding is off)")
+    if eng.speculative_config is not None:
+        from servesim.config.speculative import with_workload_acceptance
+
+        eng = eng.model_copy(update={"speculative_config": with_workload_acceptance(eng.speculative_config, wl_acc)})
+        from servesim.latency.spec_decode import draft_time_fn
+
+        draft = draft_time_fn(eng.speculative_config, spec, hw, tp)
     sim = Simulator(eng, lm, blocks, frontend_latency_s=0.0, record_token_times=record_token_times,
                     check_invariants=check_invariants, event_skipping=event_skipping, sliding_window=engine_sliding_window(spec),
-                    offload=offload)
+                    offload=offload, spec_seed=seed or 0, draft_time=draft)
     records: list[RequestRecord] = []
     stream = None if keep_requests else _Stream()
     bins = ArrivalBins()  # fixed-memory saturation record, fed the same way in both summary modes
@@ -572,6 +583,12 @@ def simulate(
     summary["engine_steps"] = stats.steps
     summary["engine_busy_s"] = stats.busy_s
     lora_summary(summary, [stats], [eng])
+    sd = sim.scheduler.spec if sim.scheduler is not None else None
+    if sd is not None:  # only with speculative decoding on: runs without it keep their summary keys
+        summary["speculative_decoding"] = {
+            "proposed_tokens": sd.proposed, "accepted_tokens": sd.accepted,
+            "acceptance_rate": sd.accepted / sd.proposed if sd.proposed else 0.0,
+        }
     verdict = bins.verdict(closed_loop=closed_loop)
     summary["saturated"] = verdict.saturated
     summary["saturation"] = verdict.as_dict()

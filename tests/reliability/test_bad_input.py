@@ -91,6 +91,13 @@ RUN = ["run", "--num-requests", "3"]
 # (id, argv, substrings of the one-line message). "OUT" in argv is replaced by a path that must not be created.
 CASES: list[tuple[str, list[str], list[str]]] = [
     # model config
+    ("spec-unknown-method", [*RUN, "--speculative-config", '{"method": "medusa", "num_speculative_tokens": 2}'], ["--speculative-config", "method='medusa'", "ngram"]),
+    ("spec-missing-k", [*RUN, "--speculative-config", '{"method": "eagle"}'], ["--speculative-config", "num_speculative_tokens", "missing"]),
+    ("spec-draft-not-bundled", [*RUN, "--speculative-config", '{"method": "draft_model", "num_speculative_tokens": 2, "model": "x-1b"}'], ["--speculative-config", "model='x-1b'", "bundled"]),
+    ("spec-bad-json", [*RUN, "--speculative-config", "{method"], ["--speculative-config", "not valid JSON"]),
+    ("spec-acceptance-range", [*RUN, "--speculative-config", '{"method": "ngram", "num_speculative_tokens": 2}', "--speculative-acceptance", "1.2"], ["--speculative-acceptance", "1.2", "[0, 1]"]),
+    ("spec-acceptance-alone", [*RUN, "--speculative-acceptance", "0.5"], ["--speculative-acceptance", "needs --speculative-config"]),
+    ("spec-cluster", [*RUN, "--instances", "2", "--speculative-config", '{"method": "ngram", "num_speculative_tokens": 2}'], ["--speculative-config", "clusters"]),
     ("model-missing-hidden_size", [*RUN, "--model", "m_nohidden.json", "-o", "OUT"], ["m_nohidden.json", "hidden_size", "missing"]),
     ("model-non-numeric-hidden_size", [*RUN, "--model", "m_badhidden.json", "-o", "OUT"], ["m_badhidden.json", "hidden_size", "'abc'", "integer"]),
     ("model-nan-hidden_size", [*RUN, "--model", "m_nanhidden.json"], ["hidden_size", "nan", "integer"]),

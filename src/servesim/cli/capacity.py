@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 import typer
 
+from servesim.cli.run import SpeculativeAcceptanceOpt, SpeculativeConfigOpt
 from servesim.cli.common import (
     EnableLoraOpt, LoraAdaptersOpt, MaxCpuLorasOpt, MaxLoraRankOpt, MaxLorasOpt, lora_engine_args,
     HardwareConfigOpt,
@@ -46,6 +47,8 @@ def register(app: typer.Typer) -> None:
         lora_adapters: Optional[int] = LoraAdaptersOpt,
         kv_offloading_size: float = typer.Option(0.0, "--kv-offloading-size", help="CPU KV offload in GiB, total over TP x PP ranks (0 = off)."),
         kv_offloading_backend: str = typer.Option("native", "--kv-offloading-backend", help="native | lmcache (both modelled as the native LRU CPU tier)."),
+        speculative_config: Optional[str] = SpeculativeConfigOpt,
+        speculative_acceptance: Optional[str] = SpeculativeAcceptanceOpt,
         workload: Optional[str] = typer.Option(None, "--workload", help="Workload YAML or preset (its rate is replaced).", rich_help_panel=WORKLOAD_HELP),
         num_requests: Optional[int] = typer.Option(None, "--num-requests", help="Fixed-length probes of this many requests (default: steady-state probes that run until the SLO statistic is stable).", rich_help_panel=WORKLOAD_HELP),
         duration: Optional[float] = typer.Option(None, "--duration", help="Fixed-length probes of this many seconds of arrivals.", rich_help_panel=WORKLOAD_HELP),
@@ -94,6 +97,11 @@ def register(app: typer.Typer) -> None:
 
             engine_config(kv_offloading_size=kv_offloading_size, kv_offloading_backend=kv_offloading_backend)  # named before any search
             engine.update(kv_offloading_size=kv_offloading_size, kv_offloading_backend=kv_offloading_backend)
+        from servesim.config.speculative import parse_speculative_config
+
+        sc = parse_speculative_config(speculative_config, speculative_acceptance)
+        if sc is not None:
+            engine["speculative_config"] = sc.model_dump(mode="json")
         configs = []
         for m, hw, t in itertools.product(model, hardware, tp):
             kw = {"model": m, "hardware": hw, "tp": t, "latency_model": latency_model, "overhead": overhead,

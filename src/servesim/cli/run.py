@@ -14,6 +14,8 @@ from servesim.cli.common import (
 from servesim.errors import ConfigError, ServesimError
 
 ENGINE_HELP = "vLLM engine (vLLM names; defaults are vLLM V1's for the GPU)"
+SpeculativeConfigOpt = typer.Option(None, "--speculative-config", help='Speculative decoding, vLLM JSON: {"method": "ngram|eagle|eagle3|mtp|draft_model|suffix", "num_speculative_tokens": k[, "model": draft]}.', rich_help_panel=ENGINE_HELP)
+SpeculativeAcceptanceOpt = typer.Option(None, "--speculative-acceptance", help="Per-token draft acceptance probability, or a comma list per position (default: the method's published figure; docs/LATENCY.md).", rich_help_panel=ENGINE_HELP)
 CLUSTER_HELP = "Cluster (many instances behind a router; docs/CLUSTER.md)"
 WORKLOAD_HELP = "Workload (GuideLLM/BLIS flag names; default: the 'chat' preset)"
 
@@ -99,6 +101,8 @@ def register(app: typer.Typer) -> None:
         max_cpu_loras: Optional[int] = MaxCpuLorasOpt,
         kv_offloading_size: float = typer.Option(0.0, "--kv-offloading-size", help="CPU KV offload in GiB, total over TP x PP ranks (0 = off).", rich_help_panel=ENGINE_HELP),
         kv_offloading_backend: str = typer.Option("native", "--kv-offloading-backend", help="native | lmcache (both modelled as the native LRU CPU tier).", rich_help_panel=ENGINE_HELP),
+        speculative_config: Optional[str] = SpeculativeConfigOpt,
+        speculative_acceptance: Optional[str] = SpeculativeAcceptanceOpt,
         workload: Optional[str] = typer.Option(None, "--workload", help="Workload YAML file or preset name (chat).", rich_help_panel=WORKLOAD_HELP),
         rate: Optional[float] = typer.Option(None, "--rate", help="Requests per second (open loop).", rich_help_panel=WORKLOAD_HELP),
         num_requests: Optional[int] = typer.Option(None, "--num-requests", help="Requests to send.", rich_help_panel=WORKLOAD_HELP),
@@ -182,6 +186,11 @@ def register(app: typer.Typer) -> None:
             "pipeline_parallel_size": pp, "enable_expert_parallel": enable_expert_parallel,
         }
         engine.update(lora_engine_args(enable_lora, max_loras, max_lora_rank, max_cpu_loras))
+        from servesim.config.speculative import parse_speculative_config
+
+        sc = parse_speculative_config(speculative_config, speculative_acceptance)
+        if sc is not None:
+            engine["speculative_config"] = sc
         if spec.trace is not None:  # a workload YAML's trace is an input too
             check_files(outputs, [("--workload trace", spec.trace.path)])
         from servesim.cli.cluster import cluster_args

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from servesim.config.speculative import SpeculativeConfig
 from servesim.errors import ConfigError
 
 
@@ -50,6 +51,8 @@ class EngineConfig(BaseModel):
     # Capped at 65,536 GiB (64 TiB) in all: more host memory than any server has (vLLM would fail to pin it).
     kv_offloading_size: float = Field(0.0, ge=0.0, le=65536.0, allow_inf_nan=False)
     kv_offloading_backend: Literal["native", "lmcache"] = "native"
+    # vLLM --speculative-config (config/speculative.py); None = off. Build it with parse_speculative_config().
+    speculative_config: SpeculativeConfig | None = None
 
     def __init__(self, **data: object) -> None:
         """Validate vLLM engine arguments; a bad one raises a one-line ConfigError naming the field and the value."""

@@ -36,18 +36,26 @@ class EngineCore:
         reject_delay_s: float = 0.0,
         sliding_window: int = 0,
         offload: OffloadSpec | None = None,
+        spec_seed: int = 0,
+        draft_time: Callable[[int], float] | None = None,
     ) -> None:
         # sliding_window > 0: every layer slides over it and the KV manager frees blocks outside it (kv_cache.py);
         # event skipping's deferred blocks do not model that freeing, so such engines take the reference path.
-        self.sched = sched = Scheduler(engine, num_gpu_blocks, sliding_window, offload)
+        self.sched = sched = Scheduler(engine, num_gpu_blocks, sliding_window, offload, spec_seed=spec_seed,
+                                       check_invariants=check_invariants)
         self.step_time = latency.step_time
         self.tt = record_token_times
         self.check = check_invariants
         # LoRA (engine/lora.py): the skipper's lazy steps carry no per-request adapters, so LoRA takes the reference path.
         self.lora = LoraSlots(engine.max_loras, engine.cpu_loras) if engine.enable_lora else None
         # CPU KV offload (engine/offload.py) loads blocks the skipper's lazy decodes do not model: reference path.
-        lazy_ok = event_skipping and not check_invariants and not sliding_window and self.lora is None and offload is None
+        # Speculative decoding: event skipping assumes one token per decode step, so such engines take the reference path.
+        spec_on = sched.spec is not None
+        lazy_ok = (event_skipping and not check_invariants and not sliding_window and self.lora is None and offload is None
+                   and not spec_on)
         self.skipper = EventSkipper(sched, record_token_times) if lazy_ok else None
+        # (requests drafting this step) -> seconds of draft forward passes (latency/spec_decode.py); None = no draft cost.
+        self.draft_time = draft_time if spec_on else None
         self.emit = emit
         self.reject_delay_s = reject_delay_s  # rejection time = arrival + this (the frontend's latency)
         self.bs = sched.block_size
@@ -198,6 +206,8 @@ class EngineCore:
         if u > self.peak:
             self.peak = u
         dt = self.step_time(plan)
+        if self.draft_time is not None:
+            dt += self.draft_time(len(self._out.scheduled))  # the drafter runs for every request in the batch
         if not dt >= 0.0:  # also catches NaN; one comparison per step, so always on
             rid = self._out.scheduled[0].id if lazy is None else sched.running[0].id  # the step's first request
             raise InvariantError("clock_monotonic", steps + 1, rid, f"step time {dt!r} s")
@@ -230,8 +240,10 @@ class EngineCore:
                 if sched.tier is not None and (bad := sched.tier.check()):
                     raise InvariantError("cpu_tier_conservation", steps, None, bad)
                 computed = self.computed
+                rejected = sched.spec.steps_rejected if sched.spec is not None else {}
                 for req, n in zip(out.scheduled, out.num_new):
-                    computed[req.uid] = computed.get(req.uid, 0) + n
+                    # Rejected drafts are rolled back (num_computed decreases): they do not count as computed.
+                    computed[req.uid] = computed.get(req.uid, 0) + n - rejected.get(req.uid, 0)
                 for req in finished:
                     # Token conservation: a request never preempted computes its prompt minus the cached prefix,
                     # then one token per output after the first. (A preempted one recomputes what its own blocks,

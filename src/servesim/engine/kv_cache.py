@@ -377,8 +377,10 @@ class KVCacheManager:
         del hits[run:]
         return hits
 
-    def allocate_slots(self, req, num_new: int, hit_blocks: list[int] | None = None, num_hit: int = 0, delay_cache: bool = False) -> bool:
-        """Reserve KV slots for num_new more tokens (after num_hit cached ones); False if blocks run out.
+    def allocate_slots(self, req, num_new: int, hit_blocks: list[int] | None = None, num_hit: int = 0,
+                       delay_cache: bool = False, lookahead: int = 0) -> bool:
+        """Reserve KV slots for num_new more tokens (after num_hit cached ones) plus `lookahead` draft slots
+        (vLLM num_lookahead_tokens, never cached); False if blocks run out.
         delay_cache: do not register the new blocks yet (their KV is being loaded from the CPU tier)."""
         pool = self.pool
         bs = self.block_size
@@ -386,7 +388,7 @@ class KVCacheManager:
             self.remove_skipped_blocks(req)
         total = req.num_computed + num_hit + num_new
         blocks = req.blocks
-        num_new_blocks = -(-total // bs) - len(blocks) - (len(hit_blocks) if hit_blocks else 0)
+        num_new_blocks = -(-(total + lookahead) // bs) - len(blocks) - (len(hit_blocks) if hit_blocks else 0)
         need = num_new_blocks
         if hit_blocks:
             # vLLM get_num_blocks_to_allocate: hit blocks sitting idle in the free queue count as allocations.

@@ -26,6 +26,8 @@ class EngineRequest:
         "remote",
         # CPU KV offload (engine/offload.py): time (s) its load from the CPU tier finishes; None = no load.
         "load_until",
+        # Draft tokens attached for the next verify step (speculative decoding, engine/spec_decode.py; 0 = none).
+        "drafts",
     )
 
     def __init__(self, spec: RequestSpec, rec: RequestRecord, block_size: int, uid: int | None = None) -> None:
@@ -57,6 +59,7 @@ class EngineRequest:
         self.parked: tuple[int, int] | None = None
         self.remote = 0
         self.load_until: float | None = None
+        self.drafts = 0
 
 
 @dataclass(slots=True)
@@ -89,7 +92,8 @@ def validate_engine(engine: EngineConfig) -> None:
 class Scheduler:
     """vLLM V1 FCFS scheduler with recompute preemption over a KVCacheManager."""
 
-    def __init__(self, engine: EngineConfig, num_gpu_blocks: int, sliding_window: int = 0, offload: OffloadSpec | None = None) -> None:
+    def __init__(self, engine: EngineConfig, num_gpu_blocks: int, sliding_window: int = 0, offload: OffloadSpec | None = None,
+                 spec_seed: int = 0, check_invariants: bool = False) -> None:
         validate_engine(engine)
         self.max_num_seqs: int = engine.max_num_seqs
         self.max_num_batched_tokens: int = engine.max_num_batched_tokens
@@ -105,6 +109,12 @@ class Scheduler:
         if offload is not None and sliding_window:
             raise ConfigError("--kv-offloading-size: CPU KV offload is not modelled with sliding-window attention; set it to 0")
         self.tier: CPUTier | None = CPUTier(offload) if offload is not None else None
+        sc = engine.speculative_config
+        self.spec = None if sc is None else make_spec_decode(sc, spec_seed, check_invariants)
+        self.lookahead = 0 if sc is None else self.spec.lookahead
+        if offload is not None and sc is not None:
+            raise ConfigError("--kv-offloading-size: CPU KV offload is not modelled together with --speculative-config; "
+                              "set one of them off")
 
     def reject_reason(self, spec: RequestSpec) -> str:
         """Why this request can never be served ('' if it can), checked when it reaches the engine."""
@@ -148,14 +158,14 @@ class Scheduler:
         while i < len(running) and budget > 0:
             req = running[i]
             ctx = req.num_computed
-            # vLLM: num_new = num_tokens - num_computed (remaining prompt/recompute, or 1 decode token).
-            n = req.num_tokens - ctx
+            # vLLM: num_new = num_tokens (+ draft tokens) - num_computed (remaining prompt/recompute, or 1 decode token).
+            n = req.num_tokens + req.drafts - ctx
             if 0 < threshold < n:
                 n = threshold
             if n > budget:
                 n = budget
             total = ctx + n
-            if total <= len(req.blocks) * bs:
+            if total + self.lookahead <= len(req.blocks) * bs:
                 # Fast path of vLLM allocate_slots: no new block needed; only newly full blocks get cached.
                 if caching:
                     n_full = (total if total < req.num_tokens else req.num_tokens) // bs
@@ -163,7 +173,7 @@ class Scheduler:
                         kv.cache_upto(req, n_full)
             else:
                 ok = True
-                while not kv.allocate_slots(req, n):
+                while not kv.allocate_slots(req, n, lookahead=self.lookahead):
                     # vLLM FCFS preemption: pop the TAIL of running; it is never a request already scheduled
                     # this step (it sits after index i) nor one admitted this step (phase (b) runs later).
                     victim = running.pop()
@@ -180,6 +190,9 @@ class Scheduler:
             # A decode feeds the last sampled token: one token, context = KV already held (prompt + generated - 1).
             if n == 1 and req.num_output and ctx == req.num_tokens - 1:
                 d_ctx.append(ctx)
+            elif req.drafts and req.num_output and ctx == req.num_tokens - 1:
+                # Verify step: 1 + drafts tokens as decode tokens at growing context (vLLM runs it as a uniform decode batch).
+                d_ctx.extend(range(ctx, ctx + n))
             else:
                 p_new.append(n)
                 p_ctx.append(ctx)
@@ -238,7 +251,7 @@ class Scheduler:
                 if n > budget:
                     n = budget
                 # vLLM breaks (does not skip) when the head of the queue cannot get blocks; no preemption here.
-                if not kv.allocate_slots(req, n, hit_blocks, num_hit if ahit < 0 else ahit):
+                if not kv.allocate_slots(req, n, hit_blocks, num_hit if ahit < 0 else ahit, lookahead=self.lookahead):
                     break
                 req.load_until = None
                 waiting.popleft()
@@ -299,6 +312,7 @@ class Scheduler:
         # generated tokens are kept, so the resumed request recomputes prompt + generated tokens.
         self.kv.free_preempted(req)
         req.num_computed = 0
+        req.drafts = 0  # vLLM drops a preempted request's draft tokens
         req.num_preemptions += 1
         req.rec.preemptions += 1
         self.num_preemptions += 1
@@ -307,7 +321,8 @@ class Scheduler:
 
     def update_from_output(self, out: SchedulerOutput, now: float, record_token_times: bool) -> list[EngineRequest]:
         """Apply a finished step at clock `now` (s): sample tokens, stamp times, free finished requests."""
-        finished = sample_tokens(out.scheduled, now, record_token_times)
+        spec = self.spec
+        finished = (spec.sample if spec is not None else sample_tokens)(out.scheduled, now, record_token_times)
         tier = self.tier
         if tier is not None:
             tier.after_step(out.scheduled, now, self.kv)
@@ -320,6 +335,15 @@ class Scheduler:
             # vLLM remove_all(running, stopped): order of the survivors is kept.
             self.running = [r for r in self.running if r.num_output < r.max_tokens]
         return finished
+
+
+def make_spec_decode(sc, seed: int, check: bool):
+    """The engine's SpecDecode for a parsed SpeculativeConfig."""
+    from servesim.config.speculative import EAGLE_METHODS, acceptance_of
+    from servesim.engine.spec_decode import SpecDecode
+
+    k = sc.num_speculative_tokens
+    return SpecDecode(k, acceptance_of(sc), k if sc.method in EAGLE_METHODS else 0, seed, check)
 
 
 def sample_tokens(scheduled: list[EngineRequest], now: float, record_token_times: bool) -> list[EngineRequest]:

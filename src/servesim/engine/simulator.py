@@ -55,6 +55,8 @@ class Simulator:
         event_skipping: bool = True,
         sliding_window: int = 0,
         offload: OffloadSpec | None = None,
+        spec_seed: int = 0,
+        draft_time: Callable[[int], float] | None = None,
     ) -> None:
         if not (frontend_latency_s >= 0.0 and math.isfinite(frontend_latency_s)):
             raise ConfigError(f"engine: frontend_latency_s={frontend_latency_s!r}: must be a finite number >= 0")
@@ -74,6 +76,8 @@ class Simulator:
         if not isinstance(num_gpu_blocks, int) or num_gpu_blocks < 2:
             raise ConfigError(f"engine: num_gpu_blocks={num_gpu_blocks!r}: need an int >= 2 (one is vLLM's null block)")
         self.scheduler: Scheduler | None = None  # the last run's scheduler, for inspection
+        self.spec_seed = spec_seed  # speculative decoding: seeds the acceptance draws (engine/spec_decode.py)
+        self.draft_time = draft_time  # (requests drafting) -> draft seconds per step (latency/spec_decode.py)
 
     def run(self, source: RequestSource, on_finish: Callable[[RequestRecord], None] | None = None) -> EngineStats:
         """Serve every request the source yields; return counters (and records when on_finish is None)."""
@@ -91,7 +95,8 @@ class Simulator:
         fe = self.frontend_latency_s
         core = EngineCore(self.engine, self.latency, self.num_gpu_blocks, emit, record_token_times=self.record_token_times,
                           check_invariants=self.check_invariants, event_skipping=self.event_skipping, reject_delay_s=fe,
-                          sliding_window=self.sliding_window, offload=self.offload)
+                          sliding_window=self.sliding_window, offload=self.offload, spec_seed=self.spec_seed,
+                          draft_time=self.draft_time)
         sched = core.sched
         self.scheduler = sched
         admit, begin_step, end_step = core.admit, core.begin_step, core.end_step

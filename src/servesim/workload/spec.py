@@ -327,6 +327,9 @@ class WorkloadSpec(_Strict):
     inference_perf: InferencePerfSpec | None = None
     max_concurrency: int | None = Field(None, ge=1, le=MAX_CLIENTS)  # vllm bench --max-concurrency: cap on in-flight requests
     lora: LoraMixSpec | None = None  # LoRA adapter mix (workload/lora.py); None = every request uses the base model
+    # Speculative decoding: per-token draft acceptance for this text (a probability or one per draft position);
+    # overrides the method default, not an explicit --speculative-acceptance (config/speculative.py).
+    speculative_acceptance: float | list[float] | None = None
     seed: int = 0
 
     @field_validator("seed", mode="before")
