@@ -28,3 +28,18 @@ def test_servesim_run_as_vllm_bench_validates_to_zero_error(tmp_path, capsys):
     assert code == 0, err
     mape = json.loads(report.read_text())["mape"]
     assert mape and all(abs(v) < 0.01 for v in mape.values()), mape
+
+
+def test_run_output_format_vllm_bench_validates_against_itself(tmp_path, capsys):
+    """Issue 16 done-when: `run --output-format vllm-bench` read back by `validate FILE` gives ~0 % error."""
+    f = tmp_path / "vb.json"
+    code, _, err = run_cli(["run", "--num-requests", "60", "--rate", "4", "--prompt-tokens", "256", "--output-tokens", "32",
+                            "--seed", "3", "-o", str(f), "--output-format", "vllm-bench"], capsys)
+    assert code == 0, err
+    doc = json.loads(f.read_text())
+    assert len(doc["start_times"]) == len(doc["ttfts"]) == 60 and doc["schema_version"]
+    report = tmp_path / "report.json"
+    code, _, err = run_cli(["validate", str(f), "--model", "llama-2-7b-hf", "--hardware", "H100", "-o", str(report)], capsys)
+    assert code == 0, err
+    mape = json.loads(report.read_text())["mape"]
+    assert mape and all(abs(v) < 0.01 for v in mape.values()), mape

@@ -26,7 +26,7 @@ __all__ = ["DETAILED_KEYS", "PERCENTILE_METRICS", "vllm_bench_result"]
 PERCENTILE_METRICS = ("ttft", "tpot", "itl", "e2el")
 DEFAULT_PERCENTILES = (50.0, 90.0, 95.0, 99.0)
 # The lists vllm drops from the result unless --save-detailed.
-DETAILED_KEYS = ("input_lens", "output_lens", "ttfts", "itls", "generated_texts", "errors")
+DETAILED_KEYS = ("input_lens", "output_lens", "ttfts", "itls", "start_times", "generated_texts", "errors")
 
 
 def _itl_s(r: RequestRecord) -> list[float]:
@@ -97,6 +97,9 @@ def vllm_bench_result(
         "input_lens": [r.input_tokens for r in recs], "output_lens": out_lens,
         "ttfts": [ttft_s(r) if is_completed(r) else 0.0 for r in recs],
         "itls": [_itl_s(r) for r in recs],
+        # vllm (vllm/benchmarks/serve.py, recent versions) writes each request's send time (perf_counter s); servesim
+        # writes its simulated arrival time in s, so an importer replays the same send times.
+        "start_times": [r.arrival_s for r in recs],
         "errors": ["" if is_completed(r) else (r.reject_reason or "rejected") for r in recs],
         "max_output_tokens_per_s": peak_tokens, "max_concurrent_requests": peak_requests,
     }

@@ -49,6 +49,7 @@ SHORTHAND = {
 
 # One line per field: what it means (hand-written; everything else in the tables is read from the models).
 MEANING: dict[tuple[type[BaseModel], str], str] = {
+    (ws.WorkloadSpec, "speculative_acceptance"): "speculative decoding: per-token draft acceptance for this text (one probability, or one per draft position); --speculative-acceptance wins",
     (ws.WorkloadSpec, "lora"): "LoRA adapters the requests name (needs --enable-lora); absent: every request uses the base model",
     (LoraMixSpec, "adapters"): "a uniform mix over this many adapters, named lora-0 … lora-{N-1}",
     (LoraMixSpec, "weights"): "adapter name: relative weight (> 0); give this or adapters",
