@@ -43,3 +43,21 @@ def test_run_output_format_vllm_bench_validates_against_itself(tmp_path, capsys)
     assert code == 0, err
     mape = json.loads(report.read_text())["mape"]
     assert mape and all(abs(v) < 0.01 for v in mape.values()), mape
+
+
+def test_validate_file_takes_engine_flags(tmp_path, capsys):
+    """validate FILE passes its engine flags to the replay: speculative decoding at acceptance 0.8 moves ITL off the
+    run that wrote the file (which had none), and a bad engine value is refused in one line."""
+    f = tmp_path / "vb.json"
+    code, _, err = run_cli(["run", "--num-requests", "30", "--rate", "2", "--prompt-tokens", "256", "--output-tokens", "32",
+                            "--seed", "3", "-o", str(f), "--output-format", "vllm-bench"], capsys)
+    assert code == 0, err
+    report = tmp_path / "report.json"
+    code, _, err = run_cli(["validate", str(f), "--model", "llama-2-7b-hf", "--hardware", "H100", "-o", str(report),
+                            "--speculative-config", '{"method": "ngram", "num_speculative_tokens": 3}',
+                            "--speculative-acceptance", "0.8"], capsys)
+    assert code == 0, err
+    assert json.loads(report.read_text())["mape"]["itl_mean"] > 0.3  # ~2.9x fewer steps per token: ITL far below
+    code, _, err = run_cli(["validate", str(f), "--model", "llama-2-7b-hf", "--hardware", "H100",
+                            "--gpu-memory-utilization", "1.5"], capsys)
+    assert code == 2 and "gpu_memory_utilization=1.5" in err

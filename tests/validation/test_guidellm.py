@@ -151,6 +151,24 @@ def test_warmup_requests_dropped_as_guidellm_drops_them(tmp_path, raw):
     assert len(run.requests) == len(before.requests) - 1 and "1 warmup requests" in run.notes["warmup_dropped"]
 
 
+def test_cooldown_requests_dropped_as_guidellm_drops_them(tmp_path, raw):
+    """A request sent 1 s after start_time + duration, inside a 3 s cooldown, is left out (GuideLLM's metrics do)."""
+    def cool(doc):
+        b = doc["benchmarks"][1]
+        b["cooldown_duration"] = 3.0
+        t = b["requests"]["successful"][0]["info"]["timings"]
+        shift = b["start_time"] + b["duration"] + 1.0 - t["request_start"]
+        for k, v in list(t.items()):
+            if isinstance(v, float):
+                t[k] = v + shift
+    run = load_guidellm(_variant(tmp_path, raw, cool), benchmarks=[1], sample="replay")[0]
+    before = load_guidellm(EXCERPT, benchmarks=[1], sample="replay")[0]
+    assert len(run.requests) == len(before.requests) - 1 and "1 cooldown requests" in run.notes["cooldown_dropped"]
+    same = load_guidellm(_variant(tmp_path, raw, lambda d: d["benchmarks"][1].update(cooldown_duration=3.0)),
+                         benchmarks=[1], sample="replay")[0]
+    assert len(same.requests) == len(before.requests)  # nothing sent after the window: nothing dropped
+
+
 def test_trace_strategy_is_open_loop_and_yaml_reads(tmp_path, raw):
     import yaml
 

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from servesim.cli.common import LatencyModelOpt, OverheadOpt, check_files, make_console, one_line, write_json_atomic
+from servesim.cli.run import SpeculativeAcceptanceOpt, SpeculativeConfigOpt
 from servesim.errors import ServesimError
 
 
@@ -36,6 +37,12 @@ def register(app: typer.Typer) -> None:
         num_gpu_blocks_override: Optional[int] = typer.Option(None, "--num-gpu-blocks-override", min=1, help="Result files: KV blocks on the GPU."),
         max_model_len: Optional[int] = typer.Option(None, "--max-model-len", min=1, help="Result files: vLLM --max-model-len."),
         enable_prefix_caching: Optional[bool] = typer.Option(None, "--enable-prefix-caching/--no-enable-prefix-caching", help="Result files: prefix caching."),
+        gpu_memory_utilization: Optional[float] = typer.Option(None, "--gpu-memory-utilization", help="Result files: vLLM --gpu-memory-utilization (0, 1]."),
+        long_prefill_token_threshold: Optional[int] = typer.Option(None, "--long-prefill-token-threshold", min=0, help="Result files: vLLM --long-prefill-token-threshold."),
+        pipeline_parallel_size: Optional[int] = typer.Option(None, "--pipeline-parallel-size", "-pp", min=1, help="Result files: pipeline-parallel stages."),
+        enable_expert_parallel: Optional[bool] = typer.Option(None, "--enable-expert-parallel", help="Result files: MoE experts spread over the ranks."),
+        speculative_config: Optional[str] = SpeculativeConfigOpt,
+        speculative_acceptance: Optional[str] = SpeculativeAcceptanceOpt,
         kv_offloading_size: Optional[float] = typer.Option(None, "--kv-offloading-size", help="CPU KV offload GiB for every experiment, over each manifest's engine.kv_offloading_size (0 = off; default: the manifest's)."),
     ) -> None:
         """Replay each experiment's measured runs and compare TTFT, ITL, E2E (mean, p50, p90, p99) and throughput."""
@@ -61,7 +68,13 @@ def register(app: typer.Typer) -> None:
 
         engine = {"max_num_seqs": max_num_seqs, "max_num_batched_tokens": max_num_batched_tokens, "block_size": block_size,
                   "num_gpu_blocks_override": num_gpu_blocks_override, "max_model_len": max_model_len,
-                  "enable_prefix_caching": enable_prefix_caching}
+                  "enable_prefix_caching": enable_prefix_caching, "gpu_memory_utilization": gpu_memory_utilization,
+                  "long_prefill_token_threshold": long_prefill_token_threshold,
+                  "pipeline_parallel_size": pipeline_parallel_size, "enable_expert_parallel": enable_expert_parallel}
+        from servesim.config.speculative import parse_speculative_config
+
+        sc = parse_speculative_config(speculative_config, speculative_acceptance)
+        engine["speculative_config"] = None if sc is None else sc.model_dump(mode="json")
         files = [p for p in paths or [] if p.is_file() and p.name != "experiment.yaml"]
         if files and (model is None or hardware is None):
             raise ServesimError(f"validate {files[0]}: a result file needs --model M --hardware H [--tp N] "

@@ -18,8 +18,8 @@ before serving them (HTTP 4xx, no token) are left out of the replay — they cos
 (for example prompts over max_model_len by the server's tokenizer) — and listed in the run notes.
 A shared prefix declared in the synthetic data config (prefix_tokens) is attributed to every request.
 
-Warmup requests (sent before start_time, within warmup_duration) are left out, as GuideLLM's metrics leave
-them out. A file holding only a sample of the sent requests (metrics.request_totals > the records;
+Warmup requests (sent before start_time, within warmup_duration) and cooldown requests (sent after
+start_time + duration, within cooldown_duration) are left out, as GuideLLM's metrics leave them out. A file holding only a sample of the sent requests (metrics.request_totals > the records;
 GuideLLM sample_requests) is refused unless sample="replay", which replays the sample and says so.
 YAML reports (benchmarks.yaml) are read like JSON.
 
@@ -230,7 +230,8 @@ def _benchmark_run(doc: dict[str, Any], i: int, path: Path, drop_rejected: bool,
     prefix = int(prefix_raw) if isinstance(prefix_raw, (int, float)) and prefix_raw > 0 else 0
 
     warmup_s = as_num(bench.get("warmup_duration", 0.0) or 0.0, path, f"{where}.warmup_duration")
-    warmup_dropped = 0
+    warmup_dropped = cooldown_dropped = 0
+    cooldown_s = as_num(bench.get("cooldown_duration", 0.0) or 0.0, path, f"{where}.cooldown_duration")
     raw: list[tuple[float, int, Row]] = []
     lags: list[float] = []
     rejected: list[dict[str, Any]] = []
@@ -284,6 +285,15 @@ def _benchmark_run(doc: dict[str, Any], i: int, path: Path, drop_rejected: bool,
                 else:
                     n_failed -= 1
                 continue
+            if cooldown_s > 0 and 1e-3 < arrival - duration <= cooldown_s + 1e-3:
+                # Sent after the measured window, within cooldown_duration: GuideLLM leaves them out as well.
+                cooldown_dropped += 1
+                if ok:
+                    n_ok -= 1
+                    succ_out.pop()
+                else:
+                    n_failed -= 1
+                continue
             if t["targeted"] is not None:
                 lags.append(t["start"] - t["targeted"])  # type: ignore[operator]
             if arrival < -1e-3:
@@ -295,7 +305,7 @@ def _benchmark_run(doc: dict[str, Any], i: int, path: Path, drop_rejected: bool,
                 e2e_per_token_ms=per_tok)))
     if not raw:
         raise fail(path, f"{where}.requests", "no requests")
-    sample_note = _refuse_sample(bench, path, where, len(raw) + warmup_dropped + len(rejected), sample)
+    sample_note = _refuse_sample(bench, path, where, len(raw) + warmup_dropped + cooldown_dropped + len(rejected), sample)
     med_out = median_count(succ_out) or 1
     rows = []
     for _, _, r in sorted(raw, key=lambda x: (x[0], x[1])):
@@ -337,6 +347,8 @@ def _benchmark_run(doc: dict[str, Any], i: int, path: Path, drop_rejected: bool,
         notes["sample"] = sample_note
     if warmup_dropped:
         notes["warmup_dropped"] = f"{warmup_dropped} warmup requests (sent in the {warmup_s:g} s warmup) left out, as GuideLLM's metrics leave them out"
+    if cooldown_dropped:
+        notes["cooldown_dropped"] = f"{cooldown_dropped} cooldown requests (sent in the {cooldown_s:g} s cooldown) left out, as GuideLLM's metrics leave them out"
     if buckets:
         notes["prefix"] = ("shared prefixes from GuideLLM prefix_buckets " + ", ".join(
             f"{c}×{t} tokens (weight {w:g})" for w, c, t in buckets) + "; buckets interleaved by weight in send order")

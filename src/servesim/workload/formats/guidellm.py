@@ -61,6 +61,8 @@ class Benchmark(_Loose):
     config: BenchConfig
     start_time: float
     warmup_duration: float = Field(0.0, ge=0)
+    duration: float = Field(0.0, ge=0)
+    cooldown_duration: float = Field(0.0, ge=0)
     metrics: dict[str, Any] = Field(default_factory=dict)
     requests: Requests
 
@@ -93,7 +95,7 @@ def read_guidellm_trace(path: str | Path) -> ImportedRun:
         if sent > len(held):
             raise WorkloadError(f"{p}: guidellm field benchmarks[{i}].requests holds {len(held)} of the {sent} requests "
                                 "sent (a sample): servesim refuses to replay a sample as the load")
-        warm = 0
+        warm = cool = 0
         for r in held:
             start = r.info.timings.request_start
             if start is None:
@@ -101,10 +103,16 @@ def read_guidellm_trace(path: str | Path) -> ImportedRun:
             if start < b.start_time - 1e-3 and b.start_time - start <= b.warmup_duration + 1e-3:
                 warm += 1  # GuideLLM's metrics leave warmup requests out
                 continue
+            over = start - (b.start_time + b.duration)
+            if b.cooldown_duration > 0 and over > 1e-3 and over <= b.cooldown_duration + 1e-3:
+                cool += 1  # sent after the measured window, within cooldown_duration: GuideLLM leaves them out too
+                continue
             reqs.append(ImportedRequest(max(start - t0, 0.0), max(1, r.prompt_tokens), max(1, r.output_tokens or 1),
                                         True, stage=i))
         if warm:
             notes.append(f"benchmark {i}: {warm} warmup requests dropped")
+        if cool:
+            notes.append(f"benchmark {i}: {cool} cooldown requests dropped")
         if kind in CLOSED:
             notes.append(f"benchmark {i} ({kind}): closed-loop in GuideLLM, replayed at its measured send times")
     reqs.sort(key=lambda r: r.arrival_s)
