@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -164,21 +164,27 @@ def read_csv_trace(path: str | Path, *, sort: bool = False) -> Trace:
     return Trace(_ordered(specs, wheres, sort), str(p))
 
 
-def read_jsonl_trace(path: str | Path, *, sort: bool = False) -> Trace:
-    """Requests from a JSONL trace: one JSON object per line (blank lines skipped)."""
-    p = Path(path)
-    specs: list[RequestSpec] = []
-    wheres: list[str] = []
-    for lineno, line in enumerate(_read_text(p).splitlines(), 1):
+def jsonl_rows(path: Path, text: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, object) for each non-blank line of a JSONL text; a bad line is a one-line WorkloadError naming it."""
+    for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        where = f"{p}: line {lineno}"
+        where = f"{path}: line {lineno}"
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise WorkloadError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}; truncated file?)") from None
         if not isinstance(row, dict):
             raise WorkloadError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        yield where, row
+
+
+def read_jsonl_trace(path: str | Path, *, sort: bool = False) -> Trace:
+    """Requests from a JSONL trace: one JSON object per line (blank lines skipped)."""
+    p = Path(path)
+    specs: list[RequestSpec] = []
+    wheres: list[str] = []
+    for where, row in jsonl_rows(p, _read_text(p)):
         specs.append(_spec_from_row(row, where, len(specs), _time_column(list(row), where)))
         wheres.append(where)
     return Trace(_ordered(specs, wheres, sort), str(p))

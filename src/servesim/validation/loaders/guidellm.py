@@ -276,18 +276,13 @@ def _benchmark_run(doc: dict[str, Any], i: int, path: Path, drop_rejected: bool,
                 if t["end"] is not None:
                     e2e = (t["end"] - t["start"]) * 1000.0
             arrival = t["start"] - start
-            if arrival < -1e-3 and -arrival <= warmup_s + 1e-3:
-                # GuideLLM leaves warmup requests out of its metrics: dropped here too (listed in the notes).
-                warmup_dropped += 1
-                if ok:
-                    n_ok -= 1
-                    succ_out.pop()
-                else:
-                    n_failed -= 1
-                continue
-            if cooldown_s > 0 and 1e-3 < arrival - duration <= cooldown_s + 1e-3:
-                # Sent after the measured window, within cooldown_duration: GuideLLM leaves them out as well.
-                cooldown_dropped += 1
+            warm = arrival < -1e-3 and -arrival <= warmup_s + 1e-3
+            cool = cooldown_s > 0 and 1e-3 < arrival - duration <= cooldown_s + 1e-3
+            if warm or cool:
+                # GuideLLM leaves warmup requests (sent before start_time, within warmup_duration) and cooldown ones
+                # (after the measured window, within cooldown_duration) out of its metrics: dropped here too (notes).
+                warmup_dropped += warm
+                cooldown_dropped += cool
                 if ok:
                     n_ok -= 1
                     succ_out.pop()

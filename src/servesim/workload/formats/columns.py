@@ -10,7 +10,6 @@ with the median of the good rows, or refused, as `errors` says; elsewhere output
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,7 +22,7 @@ from servesim.config.compressed import strip_gz
 from servesim.engine.request import RequestSpec
 from servesim.errors import WorkloadError
 from servesim.workload.prompts import SHARED_GROUP
-from servesim.workload.traces import Trace, _as_float, _as_int, _missing, _ordered, _read_text
+from servesim.workload.traces import Trace, _as_float, _as_int, _missing, _ordered, _read_text, jsonl_rows
 
 __all__ = ["ARRIVAL_UNITS", "OPTIONAL_FIELDS", "ColumnMap", "parse_columns", "read_mapped", "rows_of"]
 
@@ -83,19 +82,7 @@ def rows_of(path: Path, jsonl: bool | None = None) -> tuple[list[str], Iterator[
     if jsonl is None:
         jsonl = strip_gz(path).suffix.lower() in (".jsonl", ".ndjson")
     if jsonl:
-        def jsonl() -> Iterator[tuple[str, Mapping[str, Any]]]:
-            for lineno, line in enumerate(text.splitlines(), 1):
-                if not line.strip():
-                    continue
-                where = f"{path}: line {lineno}"
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise WorkloadError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}; truncated file?)") from None
-                if not isinstance(row, dict):
-                    raise WorkloadError(f"{where}: expected a JSON object, got {type(row).__name__}")
-                yield where, row
-        return [], jsonl()
+        return [], jsonl_rows(path, text)
     reader = csv.DictReader(text.splitlines())
     header = [h.strip() for h in (reader.fieldnames or [])]
     reader.fieldnames = header
