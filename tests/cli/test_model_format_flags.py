@@ -6,17 +6,7 @@ import json
 
 import pytest
 
-from servesim.cli import main
-
-
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.reliability._cli import run_cli
 
 
 RUN = ["run", "--num-requests", "3", "--latency-model", "roofline-v2"]
