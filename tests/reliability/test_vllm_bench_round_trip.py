@@ -8,6 +8,15 @@ import json
 from tests.reliability._cli import run_cli
 
 
+
+def _validate_mape(result, tmp_path, capsys, *flags: str) -> dict:
+    """`servesim validate RESULT --model llama-2-7b-hf --hardware H100 [flags]`: its MAPE per metric (exit 0 asserted)."""
+    report = tmp_path / "report.json"
+    code, _, err = run_cli(["validate", str(result), "--model", "llama-2-7b-hf", "--hardware", "H100", "-o", str(report),
+                            *flags], capsys)
+    assert code == 0, err
+    return json.loads(report.read_text())["mape"]
+
 def test_servesim_run_as_vllm_bench_validates_to_zero_error(tmp_path, capsys):
     run = tmp_path / "run.json"
     code, _, err = run_cli(["run", "--num-requests", "40", "--rate", "4", "--prompt-tokens", "256",
@@ -23,10 +32,7 @@ def test_servesim_run_as_vllm_bench_validates_to_zero_error(tmp_path, capsys):
              "start_times": [50.0 + r["arrival_s"] for r in recs], "errors": ["" for _ in recs]}
     f = tmp_path / "bench.json"
     f.write_text(json.dumps(bench))
-    report = tmp_path / "report.json"
-    code, _, err = run_cli(["validate", str(f), "--model", "llama-2-7b-hf", "--hardware", "H100", "-o", str(report)], capsys)
-    assert code == 0, err
-    mape = json.loads(report.read_text())["mape"]
+    mape = _validate_mape(f, tmp_path, capsys)
     assert mape and all(abs(v) < 0.01 for v in mape.values()), mape
 
 
@@ -38,10 +44,7 @@ def test_run_output_format_vllm_bench_validates_against_itself(tmp_path, capsys)
     assert code == 0, err
     doc = json.loads(f.read_text())
     assert len(doc["start_times"]) == len(doc["ttfts"]) == 60 and doc["schema_version"]
-    report = tmp_path / "report.json"
-    code, _, err = run_cli(["validate", str(f), "--model", "llama-2-7b-hf", "--hardware", "H100", "-o", str(report)], capsys)
-    assert code == 0, err
-    mape = json.loads(report.read_text())["mape"]
+    mape = _validate_mape(f, tmp_path, capsys)
     assert mape and all(abs(v) < 0.01 for v in mape.values()), mape
 
 
@@ -52,12 +55,9 @@ def test_validate_file_takes_engine_flags(tmp_path, capsys):
     code, _, err = run_cli(["run", "--num-requests", "30", "--rate", "2", "--prompt-tokens", "256", "--output-tokens", "32",
                             "--seed", "3", "-o", str(f), "--output-format", "vllm-bench"], capsys)
     assert code == 0, err
-    report = tmp_path / "report.json"
-    code, _, err = run_cli(["validate", str(f), "--model", "llama-2-7b-hf", "--hardware", "H100", "-o", str(report),
-                            "--speculative-config", '{"method": "ngram", "num_speculative_tokens": 3}',
-                            "--speculative-acceptance", "0.8"], capsys)
-    assert code == 0, err
-    assert json.loads(report.read_text())["mape"]["itl_mean"] > 0.3  # ~2.9x fewer steps per token: ITL far below
+    mape = _validate_mape(f, tmp_path, capsys, "--speculative-config", '{"method": "ngram", "num_speculative_tokens": 3}',
+                          "--speculative-acceptance", "0.8")
+    assert mape["itl_mean"] > 0.3  # ~2.9x fewer steps per token: ITL far below
     code, _, err = run_cli(["validate", str(f), "--model", "llama-2-7b-hf", "--hardware", "H100",
                             "--gpu-memory-utilization", "1.5"], capsys)
     assert code == 2 and "gpu_memory_utilization=1.5" in err
