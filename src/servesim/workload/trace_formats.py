@@ -6,7 +6,9 @@ Every reader takes (path, TraceOptions) and returns a traces.Trace; `.gz` files 
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,20 +98,28 @@ DETECT_JSON: tuple[tuple[str, Callable[[Any], bool]], ...] = (
 DETECT_JSONL: tuple[tuple[str, frozenset[str]], ...] = (("mooncake", frozenset({"timestamp", "input_length", "output_length"})),)
 
 
-def _first_line(text: str) -> str:
-    return next((line for line in text.splitlines() if line.strip()), "")
+def _head_line(p: Path) -> str:
+    """The first non-blank line of a (possibly gzipped) text trace, read without loading the rest of the file."""
+    try:
+        with p.open("rb") as raw:
+            gz = raw.read(2) == b"\x1f\x8b"
+        with (gzip.open(p, "rt", encoding="utf-8-sig") if gz else p.open(encoding="utf-8-sig")) as fh:
+            return next((line for line in fh if line.strip()), "")
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error):
+        # The whole-file reader names the problem (missing, folder, not UTF-8, corrupt gzip) in one line.
+        text = _read_text(p)
+        return next((line for line in text.splitlines() if line.strip()), "")
 
 
 def detect_format(path: str | Path) -> str:
     """The format of a trace file from its name and first line: a DETECT row's columns, else servesim/sharegpt."""
     p = Path(path)
     suffix = strip_gz(p).suffix.lower()
-    text = _read_text(p)
-    first = _first_line(text)
     if suffix == ".csv":
-        header = {h.strip() for h in first.split(",")}
+        header = {h.strip() for h in _head_line(p).split(",")}
         return next((name for name, cols in DETECT_CSV if cols <= header), "servesim")
     if suffix in (".jsonl", ".ndjson"):
+        first = _head_line(p)
         try:
             keys = set(json.loads(first)) if first.strip().startswith("{") else set()
         except json.JSONDecodeError:
@@ -119,7 +129,7 @@ def detect_format(path: str | Path) -> str:
         return "guidellm"  # the only YAML trace format (GuideLLM benchmarks.yaml)
     if suffix == ".json":
         try:
-            doc = json.loads(text)
+            doc = json.loads(_read_text(p))
         except ValueError:
             return "servesim"  # the servesim reader reports the unreadable file with its own one-line error
         found = next((name for name, test in DETECT_JSON if test(doc)), None)
