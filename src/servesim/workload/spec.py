@@ -47,7 +47,7 @@ from servesim.workload.lora import MAX_ADAPTERS, LoraMixSource, LoraMixSpec
 from servesim.workload.prompts import CycledPrompts, PromptModel, Prompts, SharedPrefixPrompts
 from servesim.workload.sources import ClosedLoopListSource, ClosedLoopSource, ConcurrencyCap, ListSource, OpenLoopSource
 from servesim.workload.formats.columns import parse_columns
-from servesim.workload.trace_formats import FORMAT_NAMES, UNTIMED, TraceOptions, read_trace_file
+from servesim.workload.trace_formats import FORMAT_NAMES, FORMATS, UNTIMED, TraceOptions, read_trace_file
 from servesim.workload.traces import Trace, read_trace
 
 __all__ = [
@@ -261,12 +261,15 @@ class InferencePerfSpec(_Strict):
                              sp.output_len, extra)
 
 
+
+# The names `trace: {format}` takes: auto, servesim's older reader names, and every row of the trace-format table.
+TraceFormat = Literal[("auto", "csv", "jsonl", "inference_perf", *FORMATS)]  # type: ignore[valid-type]
+
 class TraceSpec(_Strict):
     """A trace file to replay, in any format of workload/trace_formats.py (or read through a column map)."""
 
     path: str
-    format: Literal["auto", "csv", "jsonl", "inference_perf", "servesim", "mooncake", "azure", "burstgpt", "vidur",
-                    "sharegpt", "vllm-bench", "inference-perf", "guidellm"] = "auto"
+    format: TraceFormat = "auto"
     columns: str | None = None  # arrival=COL,input=COL,output=COL[,arrival_unit=s|ms|us|ns|iso] (any CSV/JSONL)
     tokenizer: str | None = None  # local tokenizer.json for ShareGPT text (servesim[tokenizer]); else ~4 chars/token
     sort: bool = False  # False: an unsorted trace is refused, naming the row
