@@ -37,7 +37,7 @@ def _imbalance(xs: list[float]) -> float:
 
 def build_instances(pools: list[PoolSpec], latency_model: Any, overhead: str, calibration: Any) -> tuple[list[InstanceConfig], list[dict], Any]:
     """InstanceConfigs for every pool (count each), their JSON descriptions, and the first pool's calibration."""
-    from servesim.simulation import _latency, engine_dump, engine_sliding_window, kv_blocks_for, resolve_engine
+    from servesim.simulation import _latency, engine_dump, engine_kv_layout, kv_blocks_for, resolve_engine
 
     configs: list[InstanceConfig] = []
     described: list[dict] = []
@@ -52,14 +52,16 @@ def build_instances(pools: list[PoolSpec], latency_model: Any, overhead: str, ca
                               "for one instance only, not in a cluster; set it to 0")
         if eng.speculative_config is not None:
             raise ConfigError("--speculative-config: not yet supported for clusters (run one engine with `servesim run`)")
-        blocks = kv_blocks_for(eng, spec, hw)
+        pd = p.role != "both"  # a PD pool runs a KV connector, which turns vLLM's hybrid KV cache manager off
+        blocks = kv_blocks_for(eng, spec, hw, kv_transfer=pd)
+        window, groups = engine_kv_layout(eng, spec, kv_transfer=pd)
         lm_name = latency_model if p.latency_model is None else p.latency_model
         lm, cal = _latency(lm_name, overhead, calibration, spec, hw, p.tp, eng.async_scheduling, eng)
         if k == 0:
             first_cal = cal
         gpus = p.tp * getattr(eng, "pipeline_parallel_size", 1)
         ic = InstanceConfig(eng, lm, blocks, p.name, p.role, spec.kv_bytes_per_token_per_gpu(p.tp) * p.tp, gpus,
-                            engine_sliding_window(spec))
+                            window, groups)
         configs.extend([ic] * p.count)
         described.append({"name": p.name, "count": p.count, "role": p.role, "model": spec.name, "hardware": hw.name,
                           "tensor_parallel_size": p.tp, "gpus_per_instance": gpus, "num_gpu_blocks": blocks,

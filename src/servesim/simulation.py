@@ -11,6 +11,7 @@ from typing import Any
 from servesim import __version__
 from servesim.config import EngineConfig, Hardware, ModelSpec, engine_config, load_hardware, load_model
 from servesim.engine import EngineStats, RequestRecord, RequestSource, RequestSpec, Simulator, num_gpu_blocks
+from servesim.engine.kv_groups import KVGroups, kv_cache_groups
 from servesim.errors import ConfigError
 from servesim.latency.factory import DEFAULT_LATENCY_MODEL, DEFAULT_OVERHEAD, build_latency_model
 from servesim.latency.transfer import provenance as kernel_provenance
@@ -127,23 +128,54 @@ def engine_offload(engine: EngineConfig, model: ModelSpec, hardware: Hardware):
 
 
 def engine_dump(engine: EngineConfig) -> dict[str, Any]:
-    """engine.model_dump(), without the CPU-offload fields while offload is off (outputs stay as before it existed)."""
+    """engine.model_dump(), without the CPU-offload fields while offload is off and without
+    disable_hybrid_kv_cache_manager while it is False (outputs stay as before they existed)."""
     d = engine.model_dump()
     if not engine.kv_offloading_size:
         d.pop("kv_offloading_size", None)
         d.pop("kv_offloading_backend", None)
+    if not engine.disable_hybrid_kv_cache_manager:
+        d.pop("disable_hybrid_kv_cache_manager", None)
     return d
 
 
-def check_kv_capacity(engine: EngineConfig, model: ModelSpec, blocks: int) -> None:
+def engine_kv_layout(engine: EngineConfig, model: ModelSpec, kv_transfer: bool = False) -> tuple[int, KVGroups | None]:
+    """(window the KV manager frees blocks outside of, KV cache groups): vLLM's hybrid KV cache manager (one table
+    per group, engine/kv_hybrid.py) when the model mixes full and sliding-window layers and nothing turns it off;
+    else one table: every layer slides (window > 0, groups None) or every layer is full attention (0, None).
+
+    kv_transfer: the engine runs a KV connector (PD disaggregation)."""
+    full, sliding = model.num_full_layers, model.num_sliding_layers
+    if not sliding:
+        return 0, None
+    if not full:
+        return model.sliding_window, None  # one sliding group (Mistral v0.1), hybrid manager or not
+    # vLLM 0.11 VllmConfig.__post_init__ turns the hybrid manager off under any KV connector ("not compatible with KV
+    # transfer"): the CPU offloading connector and the PD (NIXL) one; unify_hybrid_kv_cache_specs then makes every
+    # sliding layer a full one.
+    if engine.disable_hybrid_kv_cache_manager or engine.kv_offloading_size or kv_transfer:
+        return 0, None
+    if engine.pipeline_parallel_size > 1:
+        raise ConfigError(
+            f"--pipeline-parallel-size {engine.pipeline_parallel_size}: {model.name} mixes {full} full-attention and "
+            f"{sliding} sliding-window layers; the hybrid KV cache manager's groups per pipeline stage are not modelled "
+            "(add --disable-hybrid-kv-cache-manager, or run PP1)")
+    return model.sliding_window, kv_cache_groups(full, sliding)
+
+
+def check_kv_capacity(engine: EngineConfig, model: ModelSpec, blocks: int, kv_transfer: bool = False) -> None:
     """Raise ConfigError, as vLLM's check_enough_kv_cache_memory does at start-up, unless one
     max_model_len request fits the KV cache of `blocks` blocks per GPU."""
     bs, length = engine.block_size, int(engine.max_model_len or model.max_model_len)
+    step = int(engine.max_num_batched_tokens or length)
+    window, groups = engine_kv_layout(engine, model, kv_transfer)
+    if groups is not None:
+        _check_hybrid_kv_capacity(engine, model, blocks, window, groups, length, step)
+        return
     need = -(-length // bs)
-    window = engine_sliding_window(model)
     if window:
         # vLLM SlidingWindowSpec.max_memory_usage_bytes: the window plus one step's tokens, and one block more.
-        need = min(need, -(-(window - 1 + int(engine.max_num_batched_tokens or length)) // bs) + 1)
+        need = min(need, -(-(window - 1 + step) // bs) + 1)
     if blocks >= need or blocks < 2:  # < 2 blocks: the engine's own one-line refusal (engine/simulator.py)
         return
     per_block = bs * model.kv_bytes_per_token_per_gpu(engine.tensor_parallel_size)
@@ -158,6 +190,37 @@ def check_kv_capacity(engine: EngineConfig, model: ModelSpec, blocks: int) -> No
     )
 
 
+def _check_hybrid_kv_capacity(engine: EngineConfig, model: ModelSpec, blocks: int, window: int, groups: KVGroups,
+                              length: int, step: int) -> None:
+    """check_kv_capacity() under the hybrid manager: vLLM sums max_memory_usage_bytes over the layers, each full
+    layer holding max_model_len tokens and each sliding one its window plus one step's tokens (and one block)."""
+    if blocks < 2:
+        return
+    bs = engine.block_size
+    full, sliding = model.num_full_layers, model.num_sliding_layers
+
+    def pages(n: int) -> int:  # one-layer pages a request of n tokens needs over all layers
+        return full * -(-n // bs) + sliding * min(-(-n // bs), -(-(window - 1 + step) // bs) + 1)
+
+    have = blocks * groups.group_size  # a pool block is one page of group_size layers
+    if pages(length) <= have:
+        return
+    lo, hi = 0, length  # vLLM estimate_max_model_len: the longest length whose need fits (binary search)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if pages(mid) <= have else (lo, mid - 1)
+    page = bs * model.kv_bytes_per_token_per_gpu(engine.tensor_parallel_size) / model.num_layers
+    source = (f"--num-gpu-blocks-override {blocks}" if engine.num_gpu_blocks_override is not None
+              else f"gpu_memory_utilization={engine.gpu_memory_utilization}")
+    raise ConfigError(
+        f"KV cache holds {blocks:,} blocks of {bs} tokens x {groups.group_size} layers ({source}; hybrid KV cache manager, "
+        f"{full} full + {sliding} sliding-window layers); max_model_len {length:,} needs {pages(length):,} one-layer pages: "
+        f"to serve at least one request with the model's max seq len ({length:,}), {pages(length) * page / (1 << 30):.2f} GiB "
+        f"KV cache is needed, which is larger than the available KV cache memory ({have * page / (1 << 30):.2f} GiB); "
+        f"the estimated maximum model length is {lo:,}. Try increasing --gpu-memory-utilization or decreasing --max-model-len"
+    )
+
+
 def lora_slot_bytes(engine: EngineConfig, model: ModelSpec) -> float:
     """Bytes per GPU of the max_loras adapter slots vLLM allocates at start-up (each padded to max_lora_rank)."""
     from servesim.latency.lora import adapter_bytes_per_gpu
@@ -166,10 +229,17 @@ def lora_slot_bytes(engine: EngineConfig, model: ModelSpec) -> float:
     return engine.max_loras * adapter_bytes_per_gpu(model, engine.tensor_parallel_size, engine.max_lora_rank)
 
 
-def kv_blocks_for(engine: EngineConfig, model: ModelSpec, hardware: Hardware) -> int:
-    """KV blocks per GPU: the override when set, else vLLM's memory profile (engine/capacity.py)."""
+def kv_blocks_for(engine: EngineConfig, model: ModelSpec, hardware: Hardware, kv_transfer: bool = False) -> int:
+    """KV blocks per GPU: the override when set, else vLLM's memory profile (engine/capacity.py).
+
+    kv_transfer: the engine runs a KV connector (PD disaggregation), which turns vLLM's hybrid manager off."""
     tp, pp = engine.tensor_parallel_size, engine.pipeline_parallel_size
     weights, kv_token = model.weight_bytes, model.kv_bytes_per_token_per_gpu(tp)
+    _, groups = engine_kv_layout(engine, model, kv_transfer)
+    if groups is not None:
+        # vLLM get_kv_cache_config_from_groups: a block is one page of group_size layers, shared by all groups, so
+        # num_blocks = available // (page_size * group_size) (engine/kv_groups.py hybrid_num_gpu_blocks).
+        kv_token = kv_token * groups.group_size / model.num_layers
     if pp > 1:
         # vLLM takes the smallest block count over the workers: the heaviest stage's layers, with one vocab matrix
         # (embedding on the first stage, LM head on the last), each stage caching KV for its own layers only.
@@ -227,12 +297,6 @@ def kv_blocks_for(engine: EngineConfig, model: ModelSpec, hardware: Hardware) ->
             f"{have:.1f} GiB available at gpu_memory_utilization={engine.gpu_memory_utilization} "
             f"(raise --tp or --gpu-memory-utilization)"
         ) from None
-
-
-def engine_sliding_window(model: ModelSpec) -> int:
-    """The window the KV manager frees blocks outside of: the model's when every layer slides (one vLLM KV cache
-    group), else 0 — a hybrid model (Gemma-2/3) keeps KV for every token here (docs/LATENCY.md: not modelled)."""
-    return model.sliding_window if model.num_sliding_layers and model.num_sliding_layers == model.num_layers else 0
 
 
 def _latency(latency_model: Any, overhead: str, calibration: Any, spec: ModelSpec, hw: Hardware, tp: int,
@@ -540,9 +604,10 @@ def simulate(
         from servesim.latency.spec_decode import draft_time_fn
 
         draft = draft_time_fn(eng.speculative_config, spec, hw, tp)
+    window, groups = engine_kv_layout(eng, spec)
     sim = Simulator(eng, lm, blocks, frontend_latency_s=0.0, record_token_times=record_token_times,
-                    check_invariants=check_invariants, event_skipping=event_skipping, sliding_window=engine_sliding_window(spec),
-                    offload=offload, spec_seed=seed or 0, draft_time=draft)
+                    check_invariants=check_invariants, event_skipping=event_skipping, sliding_window=window,
+                    offload=offload, spec_seed=seed or 0, draft_time=draft, kv_groups=groups)
     records: list[RequestRecord] = []
     stream = None if keep_requests else _Stream()
     bins = ArrivalBins()  # fixed-memory saturation record, fed the same way in both summary modes

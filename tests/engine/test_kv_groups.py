@@ -19,28 +19,30 @@ def test_grouping_rule():
 
 
 def _available(name):
+    """(model, bytes left for KV on an H100, blocks with --disable-hybrid-kv-cache-manager, blocks with the hybrid manager)."""
     m, hw, e = load_model(name), get_preset("H100"), EngineConfig()
     reserve = activation_reserve_bytes(2048, m.hidden_size, m.dense_intermediate_size or m.intermediate_size, 1)
-    return m, hw.usable_memory_bytes * e.gpu_memory_utilization - m.weight_bytes - reserve, kv_blocks_for(e, m, hw)
+    off = kv_blocks_for(EngineConfig(disable_hybrid_kv_cache_manager=True), m, hw)
+    return m, hw.usable_memory_bytes * e.gpu_memory_utilization - m.weight_bytes - reserve, off, kv_blocks_for(e, m, hw)
 
 
 def test_num_gpu_blocks_gemma_2_9b_h100():
-    m, avail, old = _available("gemma-2-9b")
+    m, avail, old, hybrid = _available("gemma-2-9b")
     # 85,029,615,042.56 B x 0.9 - 18,482,809,856 B weights - (2048 x 2 x (3 x 14336 + 4 x 3584) + 0.23 GiB) = 57,562,002,038.78 B
     assert round(avail) == 57_562_002_039
     # per token per layer 2 x 8 heads x 256 x 2 B = 8192 B; old rule: a block is 16 tokens x 42 layers = 5,505,024 B
     assert old == 10456 == int(avail // (16 * 8192 * 42))
     # hybrid: a block is one page of the 21-layer group (2,752,512 B) and the pool is shared by both groups
-    assert hybrid_num_gpu_blocks(avail, 16, 8192, kv_cache_groups(21, 21)) == 20912
+    assert hybrid_num_gpu_blocks(avail, 16, 8192, kv_cache_groups(21, 21)) == 20912 == hybrid
     assert hybrid_num_gpu_blocks(avail, 16, 8192, kv_cache_groups(21, 21, hybrid=False)) == old
 
 
 def test_num_gpu_blocks_gpt_oss_20b_h100():
-    m, avail, old = _available("gpt-oss-20b")
+    m, avail, old, hybrid = _available("gpt-oss-20b")
     assert (m.num_full_layers, m.num_sliding_layers) == (12, 12)
     # per token per layer 2 x 8 x 64 x 2 B = 2048 B; old: 16 x 2048 x 24 = 786,432 B a block; hybrid 393,216 B
     assert old == 79408 == int(avail // 786_432)
-    assert hybrid_num_gpu_blocks(avail, 16, 2048, kv_cache_groups(12, 12)) == 158817
+    assert hybrid_num_gpu_blocks(avail, 16, 2048, kv_cache_groups(12, 12)) == 158817 == hybrid
 
 
 def test_sliding_group_frees_blocks_outside_the_window():

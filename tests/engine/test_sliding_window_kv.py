@@ -6,7 +6,9 @@ from servesim.engine import Simulator
 from servesim.engine.kv_cache import KVCacheManager
 from servesim.engine.request import RequestRecord
 from servesim.engine.scheduler import EngineRequest, Scheduler
-from servesim.simulation import engine_sliding_window, simulate
+from servesim.config.engine import EngineConfig
+from servesim.engine.kv_groups import KVGroups
+from servesim.simulation import engine_kv_layout, simulate
 from servesim.config.model import load_model
 
 from ._helpers import ConstLatency, ListSource, engine, spec
@@ -61,9 +63,20 @@ def test_kv_conservation_with_window_freeing():
     assert full.completed == 30 and full.preemptions > stats.preemptions
 
 
-def test_simulate_uses_the_window_for_all_sliding_models_only():
-    assert engine_sliding_window(load_model("mistral-7b-v0.1")) == 4096
-    assert engine_sliding_window(load_model("llama-3.1-8b-instruct")) == 0
+def test_kv_layout_of_each_kind_of_model():
+    e = EngineConfig()
+    assert engine_kv_layout(e, load_model("mistral-7b-v0.1")) == (4096, None)  # every layer slides: one group
+    assert engine_kv_layout(e, load_model("llama-3.1-8b-instruct")) == (0, None)
+    assert engine_kv_layout(e, load_model("gemma-2-9b")) == (4096, KVGroups(21, 1, 1))  # hybrid manager
+    # Turned off by the flag and by any KV connector (CPU offload, PD transfer): every layer full, one table.
+    off = (0, None)
+    assert engine_kv_layout(EngineConfig(disable_hybrid_kv_cache_manager=True), load_model("gemma-2-9b")) == off
+    assert engine_kv_layout(EngineConfig(kv_offloading_size=8.0), load_model("gemma-2-9b")) == off
+    assert engine_kv_layout(e, load_model("gemma-2-9b"), kv_transfer=True) == off
+    assert engine_kv_layout(EngineConfig(disable_hybrid_kv_cache_manager=True), load_model("mistral-7b-v0.1")) == (4096, None)
+
+
+def test_simulate_uses_the_window_for_all_sliding_models():
     w = {"input_tokens": {"kind": "uniform", "min": 5000, "max": 9000}, "output_tokens": {"kind": "uniform", "min": 20, "max": 60},
          "arrival": {"process": "poisson", "rate": 5}, "num_requests": 30}
     a = simulate("mistral-7b-v0.1", workload=w, seed=3, engine={"num_gpu_blocks_override": 2000}, check_invariants=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from servesim.config.engine import EngineConfig
 from servesim.engine.core import EngineCore
+from servesim.engine.kv_groups import KVGroups
 from servesim.engine.scheduler import EngineRequest
 from servesim.latency.plan import LatencyModel
 
@@ -24,7 +25,8 @@ class InstanceConfig:
     role: str = "both"  # both | prefill | decode
     kv_bytes_per_token: float = 0.0  # KV of one token over the whole model (all layers, all TP ranks), bytes
     gpus: int = 1  # tensor x pipeline parallel GPUs
-    sliding_window: int = 0  # > 0: every layer slides over this many tokens (engine/kv_cache.py frees outside it)
+    sliding_window: int = 0  # > 0: the sliding layers slide over this many tokens (engine/kv_cache.py frees outside it)
+    kv_groups: KVGroups | None = None  # full and sliding groups: vLLM's hybrid KV cache manager (engine/kv_hybrid.py)
 
 
 class Instance:

@@ -90,7 +90,8 @@ def run_cluster(
     for i, c in enumerate(configs):
         ref: list = [None]
         core = EngineCore(c.engine, c.latency, c.num_gpu_blocks, make_emit(ref), record_token_times=record_token_times,
-                          check_invariants=check_invariants, event_skipping=event_skipping, sliding_window=c.sliding_window)
+                          check_invariants=check_invariants, event_skipping=event_skipping, sliding_window=c.sliding_window,
+                          kv_groups=c.kv_groups)
         inst = Instance(i, c, core)
         ref[0] = inst
         instances.append(inst)

@@ -51,6 +51,9 @@ class EngineConfig(BaseModel):
     # Capped at 65,536 GiB (64 TiB) in all: more host memory than any server has (vLLM would fail to pin it).
     kv_offloading_size: float = Field(0.0, ge=0.0, le=65536.0, allow_inf_nan=False)
     kv_offloading_backend: Literal["native", "lmcache"] = "native"
+    # vLLM --disable-hybrid-kv-cache-manager: models with full and sliding-window layers keep every layer's KV for the
+    # whole sequence in one block table (vLLM unify_hybrid_kv_cache_specs) instead of one table per group (engine/kv_hybrid.py).
+    disable_hybrid_kv_cache_manager: bool = False
     # vLLM --speculative-config (config/speculative.py); None = off. Build it with parse_speculative_config().
     speculative_config: SpeculativeConfig | None = None
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from servesim.config.engine import EngineConfig
 from servesim.engine.invariants import InvariantError, check_step
+from servesim.engine.kv_groups import KVGroups
 from servesim.engine.lora import LoraSlots, check_lora
 from servesim.engine.offload import OffloadSpec
 from servesim.engine.request import RequestRecord, RequestSpec
@@ -38,11 +39,13 @@ class EngineCore:
         offload: OffloadSpec | None = None,
         spec_seed: int = 0,
         draft_time: Callable[[int], float] | None = None,
+        kv_groups: KVGroups | None = None,
     ) -> None:
-        # sliding_window > 0: every layer slides over it and the KV manager frees blocks outside it (kv_cache.py);
-        # event skipping's deferred blocks do not model that freeing, so such engines take the reference path.
+        # sliding_window > 0: the sliding layers slide over it and the KV manager frees blocks outside it (kv_cache.py;
+        # with kv_groups of both kinds, vLLM's hybrid manager, kv_hybrid.py); event skipping's deferred blocks do not
+        # model that freeing, so such engines take the reference path.
         self.sched = sched = Scheduler(engine, num_gpu_blocks, sliding_window, offload, spec_seed=spec_seed,
-                                       check_invariants=check_invariants)
+                                       check_invariants=check_invariants, kv_groups=kv_groups)
         self.step_time = latency.step_time
         self.tt = record_token_times
         self.check = check_invariants

@@ -37,10 +37,12 @@ def check_step(sched, out, step: int, t_before: float, t_after: float, in_engine
     # Prefix cache: a request's cached (keyed) blocks carry exactly its own content keys.
     kv = sched.kv
     for r in sched.running:
-        for i in range(min(r.num_cached_blocks, len(r.blocks))):
-            key = pool.block_key[r.blocks[i]]
-            if key is not None and key != kv.key(r, i):
-                raise InvariantError("prefix_hit_identity", step, r.id, f"block {i} holds {key!r}, expected {kv.key(r, i)!r}")
+        for g, t in enumerate(kv.tables(r)):  # one table per KV cache group (engine/kv_hybrid.py), else one
+            for i in range(min(r.num_cached_blocks, len(t))):
+                key = pool.block_key[t[i]] if t[i] else None
+                want = kv.key(r, i, g) if g else kv.key(r, i)
+                if key is not None and key != want:
+                    raise InvariantError("prefix_hit_identity", step, r.id, f"group {g} block {i} holds {key!r}, expected {want!r}")
 
     # Clock: the step may not move time backwards (or to NaN).
     if not (t_after >= t_before) or math.isnan(t_after):
@@ -71,21 +73,24 @@ def check_step(sched, out, step: int, t_before: float, t_after: float, in_engine
             raise InvariantError("kv_free_queue_refcount", step, _holder(sched, b), f"free block {b} has ref_cnt={ref[b]}")
     holders = [0] * pool.num_blocks
     for r in sched.running:
-        for b in r.blocks:
-            holders[b] += 1
-        if len(r.blocks) * sched.block_size < r.num_computed:
-            raise InvariantError("kv_blocks_cover_computed", step, r.id, f"{len(r.blocks)} blocks < {r.num_computed} tokens")
+        for t in kv.tables(r):
+            for b in t:
+                holders[b] += 1
+            if len(t) * sched.block_size < r.num_computed:
+                raise InvariantError("kv_blocks_cover_computed", step, r.id, f"{len(t)} blocks < {r.num_computed} tokens")
         if r.num_output > r.max_tokens or r.num_computed > r.num_tokens:
             raise InvariantError("token_counts", step, r.id, f"output {r.num_output}/{r.max_tokens}, computed {r.num_computed}/{r.num_tokens}")
     for r in reserved:
-        for b in r.blocks:
-            holders[b] += 1
+        for t in kv.tables(r):
+            for b in t:
+                holders[b] += 1
     for r in sched.waiting:
         if r.remote or r.load_until is not None:  # KV received (PD) or loaded from the CPU tier: holds blocks
-            for b in r.blocks:
-                holders[b] += 1
+            for t in kv.tables(r):
+                for b in t:
+                    holders[b] += 1
             continue
-        if r.blocks or r.num_computed:
+        if r.blocks or (r.tables and any(r.tables)) or r.num_computed:
             raise InvariantError("waiting_holds_no_kv", step, r.id, f"{len(r.blocks)} blocks, {r.num_computed} computed")
     for b in range(1, pool.num_blocks):
         if holders[b] != ref[b]:
@@ -94,6 +99,6 @@ def check_step(sched, out, step: int, t_before: float, t_after: float, in_engine
 
 def _holder(sched, block: int) -> int | None:
     for r in sched.running:
-        if block in r.blocks:
+        if any(block in t for t in sched.kv.tables(r)):
             return r.id
     return None

@@ -296,6 +296,18 @@ class KVCacheManager:
         """Real (non-null) blocks req holds."""
         return len(req.blocks) - req.blocks.count(0) if self.sliding_window else len(req.blocks)
 
+    def tables(self, req) -> list[list[int]]:
+        """req's block tables: its one table."""
+        return [req.blocks]
+
+    def request_blocks_needed(self, tokens: int, max_num_batched_tokens: int) -> int:
+        """Most blocks one request holding KV for `tokens` tokens takes at once."""
+        need = cdiv(tokens, self.block_size)
+        if self.sliding_window:
+            # vLLM SlidingWindowSpec.max_memory_usage_bytes: the window plus one step's tokens, plus one block.
+            need = min(need, cdiv(self.sliding_window - 1 + max_num_batched_tokens, self.block_size) + 1)
+        return need
+
     def key(self, req, i: int) -> BlockKey:
         """Content key of block i of req: shared within its prefix group, else unique to the request."""
         return (req.group, i) if i < req.n_shared_blocks else (req.uid, i)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from servesim.config.engine import EngineConfig
 from servesim.engine.kv_cache import KVCacheManager, cdiv
+from servesim.engine.kv_groups import KVGroups
+from servesim.engine.kv_hybrid import HybridKVCacheManager
 from servesim.engine.offload import CPUTier, OffloadSpec
 from servesim.engine.request import RequestRecord, RequestSpec
 from servesim.errors import ConfigError
@@ -28,6 +30,8 @@ class EngineRequest:
         "load_until",
         # Draft tokens attached for the next verify step (speculative decoding, engine/spec_decode.py; 0 = none).
         "drafts",
+        # Block table of every KV cache group under the hybrid manager (engine/kv_hybrid.py; None = one table, `blocks`).
+        "tables",
     )
 
     def __init__(self, spec: RequestSpec, rec: RequestRecord, block_size: int, uid: int | None = None) -> None:
@@ -60,6 +64,7 @@ class EngineRequest:
         self.remote = 0
         self.load_until: float | None = None
         self.drafts = 0
+        self.tables: list[list[int]] | None = None
 
 
 @dataclass(slots=True)
@@ -93,7 +98,7 @@ class Scheduler:
     """vLLM V1 FCFS scheduler with recompute preemption over a KVCacheManager."""
 
     def __init__(self, engine: EngineConfig, num_gpu_blocks: int, sliding_window: int = 0, offload: OffloadSpec | None = None,
-                 spec_seed: int = 0, check_invariants: bool = False) -> None:
+                 spec_seed: int = 0, check_invariants: bool = False, kv_groups: KVGroups | None = None) -> None:
         validate_engine(engine)
         self.max_num_seqs: int = engine.max_num_seqs
         self.max_num_batched_tokens: int = engine.max_num_batched_tokens
@@ -101,7 +106,12 @@ class Scheduler:
         self.threshold: int = engine.long_prefill_token_threshold
         self.chunked_prefill: bool = engine.enable_chunked_prefill
         self.block_size: int = engine.block_size
-        self.kv = KVCacheManager(num_gpu_blocks, engine.block_size, engine.enable_prefix_caching, sliding_window)
+        # kv_groups with both full and sliding groups: vLLM's hybrid manager (one table per group, engine/kv_hybrid.py);
+        # else one table, whose layers all slide over sliding_window (> 0) or are all full attention (0).
+        hybrid = kv_groups is not None and kv_groups.full_groups and kv_groups.sliding_groups
+        self.kv: KVCacheManager | HybridKVCacheManager = (
+            HybridKVCacheManager(num_gpu_blocks, engine.block_size, engine.enable_prefix_caching, sliding_window, kv_groups)
+            if hybrid else KVCacheManager(num_gpu_blocks, engine.block_size, engine.enable_prefix_caching, sliding_window))
         self.running: list[EngineRequest] = []
         self.waiting: deque[EngineRequest] = deque()
         self.num_preemptions = 0
@@ -128,11 +138,7 @@ class Scheduler:
             return f"unknown_model: adapter {spec.lora!r} requested but LoRA is not enabled"
         # vLLM refuses to start unless one max_model_len sequence fits the cache; we reject the request instead.
         # A request holds KV for at most input + output - 1 tokens (the last output token is never fed back).
-        need = cdiv(spec.input_tokens + spec.output_tokens - 1, self.block_size)
-        w = self.kv.sliding_window
-        if w:
-            # vLLM SlidingWindowSpec.max_memory_usage_bytes: the window plus one step's tokens, plus one block.
-            need = min(need, cdiv(w - 1 + self.max_num_batched_tokens, self.block_size) + 1)
+        need = self.kv.request_blocks_needed(spec.input_tokens + spec.output_tokens - 1, self.max_num_batched_tokens)
         if need > self.kv.pool.num_usable:
             return f"kv_capacity: needs {need} blocks > {self.kv.pool.num_usable} usable"
         return ""
@@ -147,6 +153,7 @@ class Scheduler:
         kv = self.kv
         bs = self.block_size
         caching = kv.enable_caching
+        slides = kv.sliding_window > 0
         running = self.running
         threshold = self.threshold
         budget = self.max_num_batched_tokens
@@ -166,7 +173,10 @@ class Scheduler:
                 n = budget
             total = ctx + n
             if total + self.lookahead <= len(req.blocks) * bs:
-                # Fast path of vLLM allocate_slots: no new block needed; only newly full blocks get cached.
+                # Fast path of vLLM allocate_slots: no new block needed; only newly full blocks get cached
+                # (after the blocks that slid out of the window are freed, which vLLM does first on every call).
+                if slides:
+                    kv.remove_skipped_blocks(req)
                 if caching:
                     n_full = (total if total < req.num_tokens else req.num_tokens) // bs
                     if n_full > req.num_cached_blocks:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from servesim.config.engine import EngineConfig
 from servesim.engine.core import EngineCore
+from servesim.engine.kv_groups import KVGroups
 from servesim.engine.offload import OffloadSpec
 from servesim.engine.request import RequestRecord, RequestSource, RequestSpec
 from servesim.engine.scheduler import Scheduler, validate_engine
@@ -57,6 +58,7 @@ class Simulator:
         offload: OffloadSpec | None = None,
         spec_seed: int = 0,
         draft_time: Callable[[int], float] | None = None,
+        kv_groups: KVGroups | None = None,
     ) -> None:
         if not (frontend_latency_s >= 0.0 and math.isfinite(frontend_latency_s)):
             raise ConfigError(f"engine: frontend_latency_s={frontend_latency_s!r}: must be a finite number >= 0")
@@ -72,6 +74,7 @@ class Simulator:
         # Event skipping's deferred blocks do not model that freeing, so such runs take the reference path.
         self.sliding_window = sliding_window
         self.offload = offload  # CPU KV tier (engine/offload.py); None = off
+        self.kv_groups = kv_groups  # full and sliding groups: vLLM's hybrid KV cache manager (engine/kv_hybrid.py)
         validate_engine(engine)
         if not isinstance(num_gpu_blocks, int) or num_gpu_blocks < 2:
             raise ConfigError(f"engine: num_gpu_blocks={num_gpu_blocks!r}: need an int >= 2 (one is vLLM's null block)")
@@ -96,7 +99,7 @@ class Simulator:
         core = EngineCore(self.engine, self.latency, self.num_gpu_blocks, emit, record_token_times=self.record_token_times,
                           check_invariants=self.check_invariants, event_skipping=self.event_skipping, reject_delay_s=fe,
                           sliding_window=self.sliding_window, offload=self.offload, spec_seed=self.spec_seed,
-                          draft_time=self.draft_time)
+                          draft_time=self.draft_time, kv_groups=self.kv_groups)
         sched = core.sched
         self.scheduler = sched
         admit, begin_step, end_step = core.admit, core.begin_step, core.end_step
