@@ -163,6 +163,15 @@ def engine_kv_layout(engine: EngineConfig, model: ModelSpec, kv_transfer: bool =
     return model.sliding_window, kv_cache_groups(full, sliding)
 
 
+def kv_groups_info(model: ModelSpec, groups: KVGroups | None) -> dict[str, Any]:
+    """config['kv_cache_groups'] of a model with full and sliding-window layers: whether vLLM's hybrid manager is on
+    and its groups (None = off: one table in which every layer keeps the whole sequence)."""
+    if groups is None:
+        return {"hybrid": False, "sliding_window": model.sliding_window}
+    return {"hybrid": True, "group_size": groups.group_size, "full_groups": groups.full_groups,
+            "sliding_groups": groups.sliding_groups, "sliding_window": model.sliding_window}
+
+
 def check_kv_capacity(engine: EngineConfig, model: ModelSpec, blocks: int, kv_transfer: bool = False) -> None:
     """Raise ConfigError, as vLLM's check_enough_kv_cache_memory does at start-up, unless one
     max_model_len request fits the KV cache of `blocks` blocks per GPU."""
@@ -678,6 +687,7 @@ def simulate(
         "workload": described,
         "seed": seed,
         **({"num_cpu_blocks": offload.num_cpu_blocks, "host_link_gb_s": hw.host_link_gb_s} if offload is not None else {}),
+        **({"kv_cache_groups": kv_groups_info(spec, groups)} if spec.num_sliding_layers and spec.num_full_layers else {}),
         "metrics": {"summary": "exact" if keep_requests else "streaming", "record_token_times": record_token_times}
         | ({} if keep_requests else {"percentile_rel_error": STREAM_REL_ERROR}),
     }

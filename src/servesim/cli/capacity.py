@@ -10,7 +10,7 @@ import typer
 
 from servesim.cli.run import SpeculativeAcceptanceOpt, SpeculativeConfigOpt
 from servesim.cli.common import (
-    EnableLoraOpt, LoraAdaptersOpt, MaxCpuLorasOpt, MaxLoraRankOpt, MaxLorasOpt, lora_engine_args,
+    DisableHybridKvOpt, EnableLoraOpt, LoraAdaptersOpt, MaxCpuLorasOpt, MaxLoraRankOpt, MaxLorasOpt, lora_engine_args,
     HardwareConfigOpt,
     LatencyModelOpt,
     OverheadOpt,
@@ -47,6 +47,7 @@ def register(app: typer.Typer) -> None:
         lora_adapters: Optional[int] = LoraAdaptersOpt,
         kv_offloading_size: float = typer.Option(0.0, "--kv-offloading-size", help="CPU KV offload in GiB, total over TP x PP ranks (0 = off)."),
         kv_offloading_backend: str = typer.Option("native", "--kv-offloading-backend", help="native | lmcache (both modelled as the native LRU CPU tier)."),
+        disable_hybrid_kv_cache_manager: bool = DisableHybridKvOpt,
         speculative_config: Optional[str] = SpeculativeConfigOpt,
         speculative_acceptance: Optional[str] = SpeculativeAcceptanceOpt,
         workload: Optional[str] = typer.Option(None, "--workload", help="Workload YAML or preset (its rate is replaced).", rich_help_panel=WORKLOAD_HELP),
@@ -92,6 +93,8 @@ def register(app: typer.Typer) -> None:
         wl = spec.model_dump(mode="json", exclude_none=True)
         engine = {k: v for k, v in {"max_num_seqs": max_num_seqs, "max_num_batched_tokens": max_num_batched_tokens}.items() if v is not None}
         engine.update(lora_engine_args(enable_lora, max_loras, max_lora_rank, max_cpu_loras))
+        if disable_hybrid_kv_cache_manager:  # only when set: outputs without it stay as they were
+            engine["disable_hybrid_kv_cache_manager"] = True
         if kv_offloading_size or kv_offloading_backend != "native":  # only when set: outputs without it stay as they were
             from servesim.config.engine import engine_config
 

@@ -20,6 +20,7 @@ LatencyModelOpt = typer.Option("calibrated", "--latency-model", help="calibrated
 DtypeOpt = typer.Option("auto", "--dtype", help="auto | bfloat16 | float16 | float32 (vLLM: auto serves fp32 checkpoints in bfloat16).")
 QuantizationOpt = typer.Option(None, "--quantization", "-q", help="Quantisation method (vLLM names: fp8, awq, gptq, compressed-tensors, mxfp4, bitsandbytes; default: the config's quantization_config).")
 KvCacheDtypeOpt = typer.Option("auto", "--kv-cache-dtype", help="auto | fp8 | fp8_e4m3 | fp8_e5m2 (fp8 halves KV bytes; auto follows a config's kv_cache_scheme).")
+DisableHybridKvOpt = typer.Option(False, "--disable-hybrid-kv-cache-manager", help="Models with sliding-window and full layers: keep every layer's KV for the whole sequence in one block table (vLLM's flag).")
 OverheadOpt = typer.Option("auto", "--overhead", help="none | fixed | per-layer (the seed's 100/500/250 µs × layers/TP) | per-layer:C | sqrt-layer:C | log-layer:C | per-layer-no-tp:C; auto = per-layer for roofline models, nothing extra for calibrated.")
 
 # LoRA engine flags (vLLM's names and defaults, vllm/config/lora.py), shared by run and capacity.

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 
 from servesim.cli.common import (
-    DtypeOpt, EnableLoraOpt, LoraAdaptersOpt, MaxCpuLorasOpt, MaxLoraRankOpt, MaxLorasOpt, lora_engine_args, HardwareConfigOpt, HardwareOpt, KvCacheDtypeOpt, LatencyModelOpt, ModelOpt, OverheadOpt, EpOpt, PpOpt, QuantizationOpt, TpOpt, check_files, echo_json, make_console, write_atomic, write_json_atomic,
+    DisableHybridKvOpt, DtypeOpt, EnableLoraOpt, LoraAdaptersOpt, MaxCpuLorasOpt, MaxLoraRankOpt, MaxLorasOpt, lora_engine_args, HardwareConfigOpt, HardwareOpt, KvCacheDtypeOpt, LatencyModelOpt, ModelOpt, OverheadOpt, EpOpt, PpOpt, QuantizationOpt, TpOpt, check_files, echo_json, make_console, write_atomic, write_json_atomic,
 )
 from servesim.errors import ConfigError, ServesimError
 
@@ -101,6 +101,7 @@ def register(app: typer.Typer) -> None:
         max_cpu_loras: Optional[int] = MaxCpuLorasOpt,
         kv_offloading_size: float = typer.Option(0.0, "--kv-offloading-size", help="CPU KV offload in GiB, total over TP x PP ranks (0 = off).", rich_help_panel=ENGINE_HELP),
         kv_offloading_backend: str = typer.Option("native", "--kv-offloading-backend", help="native | lmcache (both modelled as the native LRU CPU tier).", rich_help_panel=ENGINE_HELP),
+        disable_hybrid_kv_cache_manager: bool = typer.Option(False, "--disable-hybrid-kv-cache-manager", help=DisableHybridKvOpt.help, rich_help_panel=ENGINE_HELP),
         speculative_config: Optional[str] = SpeculativeConfigOpt,
         speculative_acceptance: Optional[str] = SpeculativeAcceptanceOpt,
         workload: Optional[str] = typer.Option(None, "--workload", help="Workload YAML file or preset name (chat).", rich_help_panel=WORKLOAD_HELP),
@@ -186,6 +187,8 @@ def register(app: typer.Typer) -> None:
             "pipeline_parallel_size": pp, "enable_expert_parallel": enable_expert_parallel,
         }
         engine.update(lora_engine_args(enable_lora, max_loras, max_lora_rank, max_cpu_loras))
+        if disable_hybrid_kv_cache_manager:  # only when set: outputs without it stay as they were
+            engine["disable_hybrid_kv_cache_manager"] = True
         from servesim.config.speculative import parse_speculative_config
 
         sc = parse_speculative_config(speculative_config, speculative_acceptance)
@@ -369,6 +372,16 @@ def _render_notes(console, s: dict[str, Any]) -> None:  # type: ignore[no-untype
         console.print("[yellow]outside the calibration data[/]: " + "; ".join(pi["outside_envelope"]) + f" — intervals widened: {pi['widening']}")
 
 
+def _kv_groups_tag(g: dict[str, Any] | None) -> str:
+    """' (hybrid KV cache manager: ...)' for a model with sliding-window layers, '' otherwise."""
+    if not g:
+        return ""
+    if not g["hybrid"]:
+        return f" (hybrid KV cache manager off: every layer keeps the whole sequence; window {g['sliding_window']:,})"
+    return (f" (hybrid KV cache manager: {g['sliding_groups']} sliding + {g['full_groups']} full group(s) of "
+            f"{g['group_size']} layers, window {g['sliding_window']:,})")
+
+
 def render_summary(result, wall_s: float | None = None) -> None:  # type: ignore[no-untyped-def]
     """Print a run's summary as rich tables."""
     from rich.table import Table
@@ -379,7 +392,7 @@ def render_summary(result, wall_s: float | None = None) -> None:  # type: ignore
     console.print(
         f"[bold]{c['model']}[/] on [bold]{c['hardware']}[/] TP{c['tensor_parallel_size']}{_parallel_tag(c['engine'])} · {c['latency_model']} + overhead {c['overhead']} · "
         f"max_num_seqs {eng['max_num_seqs']} · max_num_batched_tokens {eng['max_num_batched_tokens']} · "
-        f"{c['num_gpu_blocks']:,} KV blocks of {eng['block_size']}"
+        f"{c['num_gpu_blocks']:,} KV blocks of {eng['block_size']}" + _kv_groups_tag(c.get("kv_cache_groups"))
         + (f"\n{c['kernel_efficiency']}" if c.get("kernel_efficiency") else "")
     )
     table = Table(title=None)

@@ -41,6 +41,7 @@ def register(app: typer.Typer) -> None:
         long_prefill_token_threshold: Optional[int] = typer.Option(None, "--long-prefill-token-threshold", min=0, help="Result files: vLLM --long-prefill-token-threshold."),
         pipeline_parallel_size: Optional[int] = typer.Option(None, "--pipeline-parallel-size", "-pp", min=1, help="Result files: pipeline-parallel stages."),
         enable_expert_parallel: Optional[bool] = typer.Option(None, "--enable-expert-parallel", help="Result files: MoE experts spread over the ranks."),
+        disable_hybrid_kv_cache_manager: Optional[bool] = typer.Option(None, "--disable-hybrid-kv-cache-manager", help="Result files: vLLM ran with the hybrid KV cache manager off (sliding-window models)."),
         speculative_config: Optional[str] = SpeculativeConfigOpt,
         speculative_acceptance: Optional[str] = SpeculativeAcceptanceOpt,
         kv_offloading_size: Optional[float] = typer.Option(None, "--kv-offloading-size", help="CPU KV offload GiB for every experiment, over each manifest's engine.kv_offloading_size (0 = off; default: the manifest's)."),
@@ -70,7 +71,8 @@ def register(app: typer.Typer) -> None:
                   "num_gpu_blocks_override": num_gpu_blocks_override, "max_model_len": max_model_len,
                   "enable_prefix_caching": enable_prefix_caching, "gpu_memory_utilization": gpu_memory_utilization,
                   "long_prefill_token_threshold": long_prefill_token_threshold,
-                  "pipeline_parallel_size": pipeline_parallel_size, "enable_expert_parallel": enable_expert_parallel}
+                  "pipeline_parallel_size": pipeline_parallel_size, "enable_expert_parallel": enable_expert_parallel,
+                  "disable_hybrid_kv_cache_manager": disable_hybrid_kv_cache_manager}
         from servesim.config.speculative import parse_speculative_config
 
         sc = parse_speculative_config(speculative_config, speculative_acceptance)

@@ -58,6 +58,7 @@ class EngineArgs(BaseModel):
     max_cpu_loras: int | None = Field(None, ge=1)
     kv_offloading_size: float | None = Field(None, ge=0.0)  # vLLM --kv-offloading-size, GiB over all ranks (0 = off)
     kv_offloading_backend: str | None = None  # vLLM --kv-offloading-backend: native | lmcache
+    disable_hybrid_kv_cache_manager: bool | None = None  # vLLM --disable-hybrid-kv-cache-manager (sliding-window models)
 
 
 class GroundTruthSpec(BaseModel):

@@ -25,7 +25,8 @@ ARG_KEYS = {"max_num_seqs": "max_num_seqs", "max_num_batched_tokens": "max_num_b
             "block_size": "block_size", "enable_prefix_caching": "enable_prefix_caching",
             "max_model_len": "max_model_len", "gpu_memory_utilization": "gpu_memory_utilization",
             "long_prefill_token_threshold": "long_prefill_token_threshold", "async_scheduling": "async_scheduling",
-            "num_gpu_blocks_override": "num_gpu_blocks_override"}
+            "num_gpu_blocks_override": "num_gpu_blocks_override",
+            "disable_hybrid_kv_cache_manager": "disable_hybrid_kv_cache_manager"}
 # "with config:" key -> servesim engine key, for the ones it prints (it prints neither max_num_seqs nor block_size).
 CONFIG_KEYS = {"enable_prefix_caching": "enable_prefix_caching", "max_seq_len": "max_model_len"}
 DEFAULT_BLOCK_SIZE = 16  # vLLM's default KV block size on CUDA (CacheConfig.block_size)
