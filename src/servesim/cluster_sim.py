@@ -37,7 +37,8 @@ def _imbalance(xs: list[float]) -> float:
 
 def build_instances(pools: list[PoolSpec], latency_model: Any, overhead: str, calibration: Any) -> tuple[list[InstanceConfig], list[dict], Any]:
     """InstanceConfigs for every pool (count each), their JSON descriptions, and the first pool's calibration."""
-    from servesim.simulation import _latency, engine_dump, engine_kv_layout, kv_blocks_for, resolve_engine
+    from servesim.simulation import (_latency, check_kv_capacity, engine_dump, engine_kv_layout, kv_blocks_for,
+                                     kv_groups_info, resolve_engine)
 
     configs: list[InstanceConfig] = []
     described: list[dict] = []
@@ -54,6 +55,7 @@ def build_instances(pools: list[PoolSpec], latency_model: Any, overhead: str, ca
             raise ConfigError("--speculative-config: not yet supported for clusters (run one engine with `servesim run`)")
         pd = p.role != "both"  # a PD pool runs a KV connector, which turns vLLM's hybrid KV cache manager off
         blocks = kv_blocks_for(eng, spec, hw, kv_transfer=pd)
+        check_kv_capacity(eng, spec, blocks, kv_transfer=pd)  # vLLM refuses to start each instance otherwise
         window, groups = engine_kv_layout(eng, spec, kv_transfer=pd)
         lm_name = latency_model if p.latency_model is None else p.latency_model
         lm, cal = _latency(lm_name, overhead, calibration, spec, hw, p.tp, eng.async_scheduling, eng)
@@ -66,7 +68,8 @@ def build_instances(pools: list[PoolSpec], latency_model: Any, overhead: str, ca
         described.append({"name": p.name, "count": p.count, "role": p.role, "model": spec.name, "hardware": hw.name,
                           "tensor_parallel_size": p.tp, "gpus_per_instance": gpus, "num_gpu_blocks": blocks,
                           "latency_model": getattr(lm, "name", str(lm_name)), "engine": engine_dump(eng),
-                          "nvlink_gb_s": hw.nvlink_gb_s})
+                          "nvlink_gb_s": hw.nvlink_gb_s}
+                         | ({"kv_cache_groups": kv_groups_info(spec, groups)} if spec.num_sliding_layers and spec.num_full_layers else {}))
     return configs, described, first_cal
 
 

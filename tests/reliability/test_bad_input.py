@@ -588,6 +588,13 @@ ISSUE11_CASES: list[tuple[str, list[str], list[str]]] = [
     ("h2b-seed-negative", ["experiment", "h2b", "--seed", "-1", "--output-dir", "OUT"], ["seed=-1"]),
     ("h2b-seed-not-a-number", ["experiment", "h2b", "--seed", "abc"], ["--seed='abc'"]),
     ("models-unknown-flag", ["models", "--bogus"], ["No such option: --bogus"]),
+    # the hybrid KV cache manager (engine/kv_hybrid.py)
+    ("run-hybrid-kv-with-pp", [*RUN, "--model", "gemma-2-9b", "-pp", "2"],
+     ["--pipeline-parallel-size 2", "gemma-2-9b mixes 21 full-attention and 21 sliding-window layers", "--disable-hybrid-kv-cache-manager"]),
+    ("run-hybrid-kv-blocks-short", [*RUN, "--model", "gpt-oss-20b", "--num-gpu-blocks-override", "8712"],
+     # 8,712 x 12 = 104,544 one-layer pages; 12 x 521 go to the sliding layers, so 12 x ceil(L / 16) <= 98,292: L <= 131,056.
+     ["8,712 blocks of 16 tokens x 12 layers", "hybrid KV cache manager", "104,556 one-layer pages", "estimated maximum model length is 131,056"]),
+    ("run-hybrid-kv-flag-value", [*RUN, "--disable-hybrid-kv-cache-manager", "yes"], ["unexpected extra argument", "yes"]),
     ("models-extra-argument", ["models", "llama"], ["unexpected extra argument"]),
 ]
 CASES.extend(ISSUE11_CASES)
@@ -681,6 +688,9 @@ API_CASES: list[tuple[str, str, dict, type, list[str] | None]] = [
     ("engine-config-lora-rank", "EngineConfig", {"max_lora_rank": 24}, ConfigError, [*RUN, "--enable-lora", "--max-lora-rank", "24"]),
     ("sim-lora-without-enable", "simulate", {"workload": {**_WL, "lora": {"adapters": 8}}}, ConfigError, [*RUN, "--lora-adapters", "8"]),
     ("engine-config-bool", "EngineConfig", {"block_size": True}, ConfigError, None),
+    ("engine-config-hybrid-string", "EngineConfig", {"disable_hybrid_kv_cache_manager": "yes"}, ConfigError, None),
+    ("sim-hybrid-kv-with-pp", "simulate", {"model": "gemma-2-9b", "engine": {"pipeline_parallel_size": 2}, "workload": _WL}, ConfigError,
+     [*RUN, "--model", "gemma-2-9b", "--pipeline-parallel-size", "2"]),
     ("engine-config-unknown", "EngineConfig", {"max_num_seq": 4}, ConfigError, None),
     ("load-hardware-int", "load_hardware", {"name": 5}, ConfigError, None),
     ("load-hardware-empty", "load_hardware", {"name": ""}, ConfigError, [*RUN, "--hardware", ""]),

@@ -38,6 +38,16 @@ def detect_result_format(path: Path) -> str:
                            "pass --trace-format, or an experiment folder with experiment.yaml")
 
 
+def _groups_in_pool(model: str, eng: dict[str, Any]) -> int:
+    """KV cache groups sharing the model's block pool under these engine args (1 unless vLLM's hybrid manager is on)."""
+    from servesim.config import engine_config, load_model
+    from servesim.simulation import engine_kv_layout
+
+    keys = ("disable_hybrid_kv_cache_manager", "kv_offloading_size", "pipeline_parallel_size")
+    _, groups = engine_kv_layout(engine_config(**{k: eng[k] for k in keys if k in eng}), load_model(model))
+    return 1 if groups is None else groups.full_groups + groups.sliding_groups
+
+
 def experiment_from_file(path: str | Path, *, model: str, hardware: str, tp: int, engine: dict[str, Any],
                          trace_format: str = "auto", vllm_log: str | Path | None = None, seed: int = 0) -> Experiment:
     """An Experiment for one result file: flags give what was served; --vllm-log fills engine args not given."""
@@ -55,11 +65,18 @@ def experiment_from_file(path: str | Path, *, model: str, hardware: str, tp: int
         from servesim.workload.formats import read_vllm_log
 
         log = read_vllm_log(vllm_log)
+        explicit_blocks = "num_gpu_blocks_override" in eng
         for k, v in log.engine.items():
             eng.setdefault(k, v)  # an explicit flag wins over the log
+        log_notes = list(log.notes)
+        if log.kv_cache_tokens is not None and not explicit_blocks:
+            n = _groups_in_pool(model, eng)
+            if n > 1:  # vLLM logged tokens = num_blocks // groups x block_size: the pool holds groups x as many blocks
+                eng["num_gpu_blocks_override"] *= n
+                log_notes.append(f"num_gpu_blocks x {n} KV cache groups (hybrid KV cache manager) = {eng['num_gpu_blocks_override']}")
         if log.tensor_parallel_size and log.tensor_parallel_size != tp:
             raise GroundTruthError(f"--tp {tp}: the vLLM log {vllm_log} says tensor_parallel_size={log.tensor_parallel_size}")
-        notes = {"vllm_log": str(vllm_log), "vllm_version": log.version, "log_notes": list(log.notes)}
+        notes = {"vllm_log": str(vllm_log), "vllm_version": log.version, "log_notes": log_notes}
     if "num_gpu_blocks_override" in eng:
         eng["num_gpu_blocks"] = eng.pop("num_gpu_blocks_override")  # Experiment.engine uses the manifest's name
     runs = load_native(p, fmt, seed=seed)

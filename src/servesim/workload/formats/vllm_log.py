@@ -41,6 +41,9 @@ class VllmLogConfig:
     model: str | None = None
     version: str | None = None
     notes: tuple[str, ...] = ()
+    # The logged "GPU KV cache size" in tokens when num_gpu_blocks came from it (vLLM logs num_blocks // number of
+    # KV cache groups x block_size, so a hybrid model's pool holds that many blocks per group: validation/direct.py).
+    kv_cache_tokens: int | None = None
 
 
 def _config_pairs(text: str) -> dict[str, str]:
@@ -103,10 +106,11 @@ def read_vllm_log(path: str | Path) -> VllmLogConfig:
         raise WorkloadError(f"--vllm-log {p}: no vLLM start-up lines found ('non-default args', "
                             "'Initializing a V1 LLM engine', 'GPU KV cache size', '# GPU blocks')")
     notes = []
+    from_tokens = blocks is None and kv_tokens is not None
     if blocks is None and kv_tokens is not None:
         bs = int(engine.get("block_size", DEFAULT_BLOCK_SIZE))
         blocks = kv_tokens // bs  # vLLM logs num_blocks × block_size (per KV group) as the cache size in tokens
         notes.append(f"num_gpu_blocks {blocks} = GPU KV cache size {kv_tokens} tokens / block_size {bs}")
     if blocks is not None:
         engine.setdefault("num_gpu_blocks_override", blocks)
-    return VllmLogConfig(engine, tp, model, version, tuple(notes))
+    return VllmLogConfig(engine, tp, model, version, tuple(notes), kv_tokens if from_tokens else None)
