@@ -188,8 +188,7 @@ def check_kv_capacity(engine: EngineConfig, model: ModelSpec, blocks: int, kv_tr
     if blocks >= need or blocks < 2:  # < 2 blocks: the engine's own one-line refusal (engine/simulator.py)
         return
     per_block = bs * model.kv_bytes_per_token_per_gpu(engine.tensor_parallel_size)
-    source = (f"--num-gpu-blocks-override {blocks}" if engine.num_gpu_blocks_override is not None
-              else f"gpu_memory_utilization={engine.gpu_memory_utilization}")
+    source = _blocks_source(engine, blocks)
     raise ConfigError(
         f"KV cache holds {blocks * bs:,} tokens ({blocks:,} blocks of {bs}, {source}); max_model_len {length:,} needs "
         f"{need:,} blocks: to serve at least one request with the model's max seq len ({length:,}), "
@@ -197,6 +196,13 @@ def check_kv_capacity(engine: EngineConfig, model: ModelSpec, blocks: int, kv_tr
         f"({blocks * per_block / (1 << 30):.2f} GiB); the estimated maximum model length is {blocks * bs:,}. "
         f"Try increasing --gpu-memory-utilization or decreasing --max-model-len"
     )
+
+
+def _blocks_source(engine: EngineConfig, blocks: int) -> str:
+    """Where a KV block count came from, as the start-up refusals name it."""
+    if engine.num_gpu_blocks_override is not None:
+        return f"--num-gpu-blocks-override {blocks}"
+    return f"gpu_memory_utilization={engine.gpu_memory_utilization}"
 
 
 def _check_hybrid_kv_capacity(engine: EngineConfig, model: ModelSpec, blocks: int, window: int, groups: KVGroups,
@@ -219,8 +225,7 @@ def _check_hybrid_kv_capacity(engine: EngineConfig, model: ModelSpec, blocks: in
         mid = (lo + hi + 1) // 2
         lo, hi = (mid, hi) if pages(mid) <= have else (lo, mid - 1)
     page = bs * model.kv_bytes_per_token_per_gpu(engine.tensor_parallel_size) / model.num_layers
-    source = (f"--num-gpu-blocks-override {blocks}" if engine.num_gpu_blocks_override is not None
-              else f"gpu_memory_utilization={engine.gpu_memory_utilization}")
+    source = _blocks_source(engine, blocks)
     raise ConfigError(
         f"KV cache holds {blocks:,} blocks of {bs} tokens x {groups.group_size} layers ({source}; hybrid KV cache manager, "
         f"{full} full + {sliding} sliding-window layers); max_model_len {length:,} needs {pages(length):,} one-layer pages: "

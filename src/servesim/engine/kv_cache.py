@@ -235,6 +235,20 @@ class BlockPool:
                 del self._dups[key]
 
 
+def free_outside_window(pool: BlockPool, blocks: list[int], skipped: int) -> None:
+    """Free the first `skipped` blocks of a table, newest first, leaving the null block (0) in their place; stops at
+    the first null (the ones before it were freed by an earlier call), as vLLM remove_skipped_blocks does."""
+    removed = []
+    for i in range(min(skipped, len(blocks)) - 1, -1, -1):
+        b = blocks[i]
+        if b == 0:
+            break
+        removed.append(b)
+        blocks[i] = 0
+    if removed:
+        pool.free_blocks(removed)
+
+
 @dataclass(slots=True)
 class PrefixCacheStats:
     """vLLM PrefixCacheStats, in tokens: lookups by never-preempted requests vs re-lookups after preemption."""
@@ -245,6 +259,19 @@ class PrefixCacheStats:
     preempted_requests: int = 0
     preempted_queries: int = 0
     preempted_hits: int = 0
+
+    def record(self, req, hit_tokens: int) -> None:
+        """Count one lookup of req's num_tokens that hit hit_tokens (under preempted_* once req was preempted)."""
+        # vLLM 0.11-0.15 record stats at every lookup, so a head-of-line request that fails to
+        # allocate is counted again next step (moved to admission time only in vLLM PR #48860, 2026).
+        if req.num_preemptions:
+            self.preempted_requests += 1
+            self.preempted_queries += req.num_tokens
+            self.preempted_hits += hit_tokens
+        else:
+            self.requests += 1
+            self.queries += req.num_tokens
+            self.hits += hit_tokens
 
 
 class KVCacheManager:
@@ -280,17 +307,7 @@ class KVCacheManager:
         """Free req's blocks that lie wholly outside the sliding window, leaving the null block (0) in their
         place (vLLM SlidingWindowManager.remove_skipped_blocks, called at the start of allocate_slots)."""
         # vLLM get_num_skipped_tokens: tokens before num_computed - sliding_window + 1 are never attended again.
-        skipped = (req.num_computed - self.sliding_window + 1) // self.block_size
-        blocks = req.blocks
-        removed = []
-        for i in range(min(skipped, len(blocks)) - 1, -1, -1):  # newest first; stop at the first null (done before)
-            b = blocks[i]
-            if b == 0:
-                break
-            removed.append(b)
-            blocks[i] = 0
-        if removed:
-            self.pool.free_blocks(removed)
+        free_outside_window(self.pool, req.blocks, (req.num_computed - self.sliding_window + 1) // self.block_size)
 
     def blocks_held(self, req) -> int:
         """Real (non-null) blocks req holds."""
@@ -355,17 +372,7 @@ class KVCacheManager:
                     break
                 hits.append(b)
         n = len(hits) * self.block_size
-        # vLLM 0.11-0.15 record stats at every lookup, so a head-of-line request that fails to
-        # allocate is counted again next step (moved to admission time only in vLLM PR #48860, 2026).
-        s = self.stats
-        if req.num_preemptions:
-            s.preempted_requests += 1
-            s.preempted_queries += req.num_tokens
-            s.preempted_hits += n
-        else:
-            s.requests += 1
-            s.queries += req.num_tokens
-            s.hits += n
+        self.stats.record(req, n)
         return hits, n
 
     def _window_hits(self, req, max_blocks: int) -> list[int]:

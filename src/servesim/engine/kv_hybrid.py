@@ -19,7 +19,7 @@ The scheduler drives this class through the same methods as KVCacheManager; even
 
 from __future__ import annotations
 
-from servesim.engine.kv_cache import BlockKey, BlockPool, PrefixCacheStats, cdiv
+from servesim.engine.kv_cache import BlockKey, BlockPool, PrefixCacheStats, cdiv, free_outside_window
 from servesim.engine.kv_groups import KVGroups
 
 
@@ -72,18 +72,8 @@ class HybridKVCacheManager:
         skipped = (req.num_computed - self.sliding_window + 1) // self.block_size
         if skipped <= 0 or req.tables is None:
             return
-        pool = self.pool
         for g in self.sliding:
-            blocks = req.tables[g]
-            removed = []
-            for i in range(min(skipped, len(blocks)) - 1, -1, -1):  # newest first; stop at the first null
-                b = blocks[i]
-                if b == 0:
-                    break
-                removed.append(b)
-                blocks[i] = 0
-            if removed:
-                pool.free_blocks(removed)
+            free_outside_window(self.pool, req.tables[g], skipped)
 
     def get_computed_blocks(self, req) -> tuple[list[list[int]], int]:
         """Longest prefix every group has cached (vLLM HybridKVCacheCoordinator): (hit blocks per group, tokens)."""
@@ -110,16 +100,7 @@ class HybridKVCacheManager:
             for g in full:
                 del hits[g][n_sw:]
             n = n_sw * bs
-        s = self.stats
-        # vLLM 0.11-0.15 record stats at every lookup (as KVCacheManager.get_computed_blocks).
-        if req.num_preemptions:
-            s.preempted_requests += 1
-            s.preempted_queries += req.num_tokens
-            s.preempted_hits += n
-        else:
-            s.requests += 1
-            s.queries += req.num_tokens
-            s.hits += n
+        self.stats.record(req, n)
         return hits, n
 
     def _window_hits(self, req, max_blocks: int, hits: list[list[int]]) -> int:
