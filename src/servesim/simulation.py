@@ -229,8 +229,8 @@ def _check_hybrid_kv_capacity(engine: EngineConfig, model: ModelSpec, blocks: in
     raise ConfigError(
         f"KV cache holds {blocks:,} blocks of {bs} tokens x {groups.group_size} layers ({source}; hybrid KV cache manager, "
         f"{full} full + {sliding} sliding-window layers); max_model_len {length:,} needs {pages(length):,} one-layer pages: "
-        f"to serve at least one request with the model's max seq len ({length:,}), {pages(length) * page / (1 << 30):.2f} GiB "
-        f"KV cache is needed, which is larger than the available KV cache memory ({have * page / (1 << 30):.2f} GiB); "
+        f"to serve at least one request with the model's max seq len ({length:,}), {pages(length) * page / (1 << 30):.3f} GiB "
+        f"KV cache is needed, which is larger than the available KV cache memory ({have * page / (1 << 30):.3f} GiB); "
         f"the estimated maximum model length is {lo:,}. Try increasing --gpu-memory-utilization or decreasing --max-model-len"
     )
 
