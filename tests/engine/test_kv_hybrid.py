@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from servesim.config.engine import EngineConfig
@@ -203,3 +205,47 @@ def test_cluster_instances_run_the_hybrid_manager_and_pd_pools_turn_it_off():
     assert {p["num_gpu_blocks"] for p in pd.config["cluster"]["pools"]} == {off}
     assert [p["kv_cache_groups"]["hybrid"] for p in pd.config["cluster"]["pools"]] == [False, False]
     assert r.config["cluster"]["pools"][0]["kv_cache_groups"]["hybrid"] is True
+
+
+def _eagle_pair(kv):
+    """Request a (96 tokens, all shared) allocated and decoded once; request b (100 tokens) sharing its prefix."""
+    a = req(1, 96, group="g", prefix=96)
+    assert kv.allocate_slots(a, 96)
+    a.num_computed, a.num_tokens = 96, 97
+    assert kv.allocate_slots(a, 1)  # sliding tables free their 4 blocks before the window (keys kept)
+    return a, req(2, 100, group="g", prefix=96)
+
+
+def test_eagle_drops_the_last_hit_block_in_every_kind_of_manager():
+    from servesim.engine.kv_cache import KVCacheManager
+
+    # Full attention (vLLM FullAttentionManager, use_eagle): 6 cached blocks hit, the last is dropped -> 5.
+    kv = KVCacheManager(40, 16, True)
+    kv.use_eagle = True
+    _, b = _eagle_pair(kv)
+    hits, n = kv.get_computed_blocks(b)
+    assert hits == [1, 2, 3, 4, 5] and n == 80
+    # Every layer slides (w 32): the run needs ceil(31 / 16) + 1 = 3 blocks (5, 4 and the freed-but-cached 3 at
+    # positions 5, 4, 3), then its last is dropped: 5 blocks, the 3 before the run null. Without EAGLE: 6 blocks.
+    kv = KVCacheManager(40, 16, True, sliding_window=32)
+    kv.use_eagle = True
+    _, b = _eagle_pair(kv)
+    hits, n = kv.get_computed_blocks(b)
+    assert hits == [0, 0, 0, 4, 5] and n == 80
+    # Hybrid: the full groups' 6 hits drop one (5); the sliding run of 3 within 5 blocks ends at block 4 (positions
+    # 2..4 = blocks 3, 4, 5), dropped to 4 blocks; the full hit is cut to 4.
+    kv = HybridKVCacheManager(40, 16, True, 32, ONE_EACH)
+    kv.use_eagle = True
+    _, b = _eagle_pair(kv)
+    hits, n = kv.get_computed_blocks(b)
+    assert hits == [[0, 0, 3, 4], [7, 8, 9, 10]] and n == 64
+
+
+def test_scheduler_sets_use_eagle_for_eagle_methods_only():
+    from servesim.config.speculative import parse_speculative_config
+
+    for method, eagle in (("eagle", True), ("mtp", True), ("ngram", False)):
+        sc = parse_speculative_config(json.dumps({"method": method, "num_speculative_tokens": 2,
+                                                  **({"model": "x"} if method == "eagle" else {})}), None)
+        assert Scheduler(engine(speculative_config=sc), 100).kv.use_eagle is eagle
+    assert Scheduler(engine(), 100).kv.use_eagle is False

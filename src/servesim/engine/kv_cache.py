@@ -282,7 +282,7 @@ class KVCacheManager:
     A request's registered blocks are always its first `num_cached_blocks`; the rest carry no key.
     """
 
-    __slots__ = ("pool", "block_size", "enable_caching", "stats", "defer_private", "sliding_window")
+    __slots__ = ("pool", "block_size", "enable_caching", "stats", "defer_private", "sliding_window", "use_eagle")
 
     def __init__(self, num_blocks: int, block_size: int, enable_caching: bool, sliding_window: int = 0) -> None:
         self.pool = BlockPool(num_blocks, enable_caching)
@@ -294,12 +294,15 @@ class KVCacheManager:
         # > 0: every layer is a sliding-window layer (one vLLM KV cache group, SlidingWindowManager): blocks
         # wholly outside the window are freed as the request advances. 0: full attention (FullAttentionManager).
         self.sliding_window = sliding_window
+        # EAGLE-style drafting (vLLM use_eagle: eagle, eagle3, mtp) needs the hidden state of the last hit token, so a
+        # prefix hit drops its last matched block (find_longest_cache_hit). Set by the scheduler; never with defer().
+        self.use_eagle = False
 
     def defer(self) -> None:
         """Switch to deferred private blocks (event skipping does, before the first request): parked runs
         instead of private keys, and reference counts only for shared-prefix blocks."""
-        if self.sliding_window:
-            raise ValueError("deferred private blocks do not support sliding-window freeing")
+        if self.sliding_window or self.use_eagle:
+            raise ValueError("deferred private blocks do not support sliding-window freeing or EAGLE's dropped hit block")
         self.defer_private = True
         self.pool.shared_refs_only = True
 
@@ -371,6 +374,8 @@ class KVCacheManager:
                 if b is None:
                     break
                 hits.append(b)
+        if self.use_eagle and hits and not self.sliding_window:
+            hits.pop()  # vLLM FullAttentionManager: drop the last matched block (the window's is dropped in _window_hits)
         n = len(hits) * self.block_size
         self.stats.record(req, n)
         return hits, n
@@ -380,7 +385,7 @@ class KVCacheManager:
         prefix whose last ⌈(w − 1) / block_size⌉ blocks are cached; the blocks before them are not needed and
         stand as the null block (0). Without such a run, the cached blocks contiguous from the start."""
         cached, n_sh, group, uid = self.pool.cached, req.n_shared_blocks, req.group, req.uid
-        need = max(1, -(-(self.sliding_window - 1) // self.block_size))
+        need = max(1, -(-(self.sliding_window - 1) // self.block_size)) + self.use_eagle  # EAGLE: one more, dropped below
         hits = [0] * max_blocks
         run = 0
         for i in range(max_blocks - 1, -1, -1):
@@ -392,9 +397,9 @@ class KVCacheManager:
             run += 1
             if run >= need:
                 del hits[i + run :]
-                return hits
+                return hits[:-1] if self.use_eagle else hits
         del hits[run:]
-        return hits
+        return hits[:-1] if self.use_eagle and hits else hits
 
     def allocate_slots(self, req, num_new: int, hit_blocks: list[int] | None = None, num_hit: int = 0,
                        delay_cache: bool = False, lookahead: int = 0) -> bool:

@@ -13,7 +13,8 @@ Assumptions, each as vLLM does it unless said:
 - A prefix hit needs every group of a type to hit: full groups first, from the start; the sliding groups then
   look for their window's run within that length; full hits are cut to the sliding hit (the "simple hybrid",
   one iteration of HybridKVCacheCoordinator.find_longest_cache_hit).
-- EAGLE's dropped last hit block (use_eagle) is not modelled, as in the single-table manager (kv_cache.py).
+- With EAGLE-style drafting (use_eagle) the full groups' hit drops its last block, and the sliding groups look for a
+  run one block longer and drop its last (as FullAttentionManager / SlidingWindowManager do).
 The scheduler drives this class through the same methods as KVCacheManager; event skipping is never used with it.
 """
 
@@ -27,7 +28,7 @@ class HybridKVCacheManager:
     """Per-group block tables (`req.tables`, group 0 is `req.blocks`) over one BlockPool: hits, allocation, freeing."""
 
     __slots__ = ("pool", "block_size", "enable_caching", "stats", "defer_private", "sliding_window", "groups",
-                 "num_groups", "sliding", "full")
+                 "num_groups", "sliding", "full", "use_eagle")
 
     def __init__(self, num_blocks: int, block_size: int, enable_caching: bool, sliding_window: int, groups: KVGroups) -> None:
         if not (sliding_window > 0 and groups.sliding_groups and groups.full_groups):
@@ -42,6 +43,7 @@ class HybridKVCacheManager:
         self.num_groups = n = groups.sliding_groups + groups.full_groups
         self.sliding = range(groups.sliding_groups)  # group ids of each type (sliding first, see module doc)
         self.full = range(groups.sliding_groups, n)
+        self.use_eagle = False  # EAGLE drafting: each type's hit drops its last matched block (set by the scheduler)
 
     def tables(self, req) -> list[list[int]]:
         """req's block table of every group (empty lists before its first allocation)."""
@@ -95,6 +97,9 @@ class HybridKVCacheManager:
                     break
                 for g, b in zip(full, found):
                     hits[g].append(b)
+            if self.use_eagle and hits[full[0]]:
+                for g in full:
+                    hits[g].pop()  # FullAttentionManager: EAGLE drops the last matched block
             n_full = len(hits[full[0]])
             n_sw = self._window_hits(req, n_full, hits)
             for g in full:
@@ -108,7 +113,8 @@ class HybridKVCacheManager:
         lists (the null block before the window's run) and returns the hit length in blocks."""
         cached, n_sh, group, uid = self.pool.cached, req.n_shared_blocks, req.group, req.uid
         sliding = self.sliding
-        need = max(1, cdiv(self.sliding_window - 1, self.block_size))  # contiguous blocks a hit needs
+        # Contiguous blocks a hit needs; EAGLE asks one more and drops it (SlidingWindowManager).
+        need = max(1, cdiv(self.sliding_window - 1, self.block_size)) + self.use_eagle
         found: list[list[int]] = [[0] * max_blocks for _ in sliding]
         run = 0
         length = -1
@@ -126,6 +132,8 @@ class HybridKVCacheManager:
                 break
         if length < 0:
             length = run  # no run long enough: the cached blocks contiguous from the start still hit
+        if self.use_eagle and length:
+            length -= 1
         for g, f in zip(sliding, found):
             del f[length:]
             hits[g] = f

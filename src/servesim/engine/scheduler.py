@@ -6,6 +6,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from servesim.config.engine import EngineConfig
+from servesim.config.speculative import EAGLE_METHODS
 from servesim.engine.kv_cache import KVCacheManager, cdiv
 from servesim.engine.kv_groups import KVGroups
 from servesim.engine.kv_hybrid import HybridKVCacheManager
@@ -122,6 +123,8 @@ class Scheduler:
         sc = engine.speculative_config
         self.spec = None if sc is None else make_spec_decode(sc, spec_seed, check_invariants)
         self.lookahead = 0 if sc is None else self.spec.lookahead
+        # vLLM use_eagle (eagle, eagle3, mtp): prefix hits drop their last block (kv_cache.py, kv_hybrid.py).
+        self.kv.use_eagle = sc is not None and sc.method in EAGLE_METHODS
         if offload is not None and sc is not None:
             raise ConfigError("--kv-offloading-size: CPU KV offload is not modelled together with --speculative-config; "
                               "set one of them off")
@@ -349,7 +352,7 @@ class Scheduler:
 
 def make_spec_decode(sc, seed: int, check: bool):
     """The engine's SpecDecode for a parsed SpeculativeConfig."""
-    from servesim.config.speculative import EAGLE_METHODS, acceptance_of
+    from servesim.config.speculative import acceptance_of
     from servesim.engine.spec_decode import SpecDecode
 
     k = sc.num_speculative_tokens
