@@ -92,12 +92,12 @@ def test_full_group_miss_cuts_the_sliding_search_and_the_sliding_hit_cuts_the_fu
     # 7 blocks a group: 2 hit (idle, so they count as taken) + 5 new each.
     assert pool.num_free == need_before - 14
     # Sliding block 2 cached too: the sliding run is 2..3, the hit is 4 blocks (the ones before it null).
-    pool2 = HybridKVCacheManager(num_blocks=40, block_size=16, enable_caching=True, sliding_window=32, groups=ONE_EACH)
+    kv2 = HybridKVCacheManager(num_blocks=40, block_size=16, enable_caching=True, sliding_window=32, groups=ONE_EACH)
     for i in range(5):
-        pool2.pool.cache_block(20 + i, (("g", i), 1))
+        kv2.pool.cache_block(20 + i, (("g", i), 1))
     for i in (0, 1, 2, 3):
-        pool2.pool.cache_block(30 + i, (("g", i), 0))
-    hits, n = pool2.get_computed_blocks(req(3, 100, group="g", prefix=100))
+        kv2.pool.cache_block(30 + i, (("g", i), 0))
+    hits, n = kv2.get_computed_blocks(req(3, 100, group="g", prefix=100))
     assert hits == [[0, 0, 32, 33], [20, 21, 22, 23]] and n == 64
 
 
