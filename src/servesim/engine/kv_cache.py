@@ -18,7 +18,7 @@ ones two requests can hold). Same hits, same evictions, same LRU order as regist
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 
 from servesim.errors import ConfigError
@@ -249,6 +249,22 @@ def free_outside_window(pool: BlockPool, blocks: list[int], skipped: int) -> Non
         pool.free_blocks(removed)
 
 
+def window_hit_length(max_blocks: int, need: int, cached_at: Callable[[int], bool]) -> int:
+    """Blocks of a sliding-window prefix hit (vLLM SlidingWindowManager.find_longest_cache_hit): scanning from the
+    longest possible hit (max_blocks) backwards, the first end whose last `need` blocks are all cached; without such
+    a run, the cached blocks contiguous from the start. Only the hit's last min(need, length) blocks are real: the
+    ones before stand as the null block."""
+    run = 0
+    for i in range(max_blocks - 1, -1, -1):
+        if not cached_at(i):
+            run = 0
+            continue
+        run += 1
+        if run >= need:
+            return i + run
+    return run
+
+
 @dataclass(slots=True)
 class PrefixCacheStats:
     """vLLM PrefixCacheStats, in tokens: lookups by never-preempted requests vs re-lookups after preemption."""
@@ -385,20 +401,14 @@ class KVCacheManager:
         prefix whose last ⌈(w − 1) / block_size⌉ blocks are cached; the blocks before them are not needed and
         stand as the null block (0). Without such a run, the cached blocks contiguous from the start."""
         cached, n_sh, group, uid = self.pool.cached, req.n_shared_blocks, req.group, req.uid
+
+        def key(i: int) -> BlockKey:
+            return (group, i) if i < n_sh else (uid, i)
+
         need = max(1, -(-(self.sliding_window - 1) // self.block_size)) + self.use_eagle  # EAGLE: one more, dropped below
-        hits = [0] * max_blocks
-        run = 0
-        for i in range(max_blocks - 1, -1, -1):
-            b = cached.get((group, i) if i < n_sh else (uid, i))
-            if b is None:
-                run = 0
-                continue
-            hits[i] = b
-            run += 1
-            if run >= need:
-                del hits[i + run :]
-                return hits[:-1] if self.use_eagle else hits
-        del hits[run:]
+        length = window_hit_length(max_blocks, need, lambda i: key(i) in cached)
+        real = min(need, length)
+        hits = [0] * (length - real) + [cached[key(i)] for i in range(length - real, length)]
         return hits[:-1] if self.use_eagle and hits else hits
 
     def allocate_slots(self, req, num_new: int, hit_blocks: list[int] | None = None, num_hit: int = 0,

@@ -20,7 +20,7 @@ The scheduler drives this class through the same methods as KVCacheManager; even
 
 from __future__ import annotations
 
-from servesim.engine.kv_cache import BlockKey, BlockPool, PrefixCacheStats, cdiv, free_outside_window
+from servesim.engine.kv_cache import BlockKey, BlockPool, PrefixCacheStats, cdiv, free_outside_window, window_hit_length
 from servesim.engine.kv_groups import KVGroups
 
 
@@ -115,28 +115,18 @@ class HybridKVCacheManager:
         sliding = self.sliding
         # Contiguous blocks a hit needs; EAGLE asks one more and drops it (SlidingWindowManager).
         need = max(1, cdiv(self.sliding_window - 1, self.block_size)) + self.use_eagle
-        found: list[list[int]] = [[0] * max_blocks for _ in sliding]
-        run = 0
-        length = -1
-        for i in range(max_blocks - 1, -1, -1):  # right to left, stop at the first run long enough
-            base = (group, i) if i < n_sh else (uid, i)
-            bl = [cached.get((base, g)) for g in sliding]
-            if None in bl:
-                run = 0
-                continue
-            for f, b in zip(found, bl):
-                f[i] = b
-            run += 1
-            if run >= need:
-                length = i + run
-                break
-        if length < 0:
-            length = run  # no run long enough: the cached blocks contiguous from the start still hit
+
+        def base(i: int) -> BlockKey:
+            return (group, i) if i < n_sh else (uid, i)
+
+        length = window_hit_length(max_blocks, need, lambda i: all((base(i), g) in cached for g in sliding))
+        real = min(need, length)
+        for g in sliding:
+            hits[g] = [0] * (length - real) + [cached[(base(i), g)] for i in range(length - real, length)]
         if self.use_eagle and length:
             length -= 1
-        for g, f in zip(sliding, found):
-            del f[length:]
-            hits[g] = f
+            for g in sliding:
+                hits[g].pop()
         return length
 
     def allocate_slots(self, req, num_new: int, hit_blocks: list[list[int]] | None = None, num_hit: int = 0,
