@@ -72,25 +72,26 @@ def check_step(sched, out, step: int, t_before: float, t_after: float, in_engine
         if ref[b] != 0:
             raise InvariantError("kv_free_queue_refcount", step, _holder(sched, b), f"free block {b} has ref_cnt={ref[b]}")
     holders = [0] * pool.num_blocks
-    for r in sched.running:
+
+    def hold(r) -> None:  # count the blocks of every table of r
         for t in kv.tables(r):
             for b in t:
                 holders[b] += 1
+
+    for r in sched.running:
+        hold(r)
+        for t in kv.tables(r):
             if len(t) * sched.block_size < r.num_computed:
                 raise InvariantError("kv_blocks_cover_computed", step, r.id, f"{len(t)} blocks < {r.num_computed} tokens")
         if r.num_output > r.max_tokens or r.num_computed > r.num_tokens:
             raise InvariantError("token_counts", step, r.id, f"output {r.num_output}/{r.max_tokens}, computed {r.num_computed}/{r.num_tokens}")
     for r in reserved:
-        for t in kv.tables(r):
-            for b in t:
-                holders[b] += 1
+        hold(r)
     for r in sched.waiting:
         if r.remote or r.load_until is not None:  # KV received (PD) or loaded from the CPU tier: holds blocks
-            for t in kv.tables(r):
-                for b in t:
-                    holders[b] += 1
+            hold(r)
             continue
-        if r.blocks or (r.tables and any(r.tables)) or r.num_computed:
+        if any(kv.tables(r)) or r.num_computed:
             raise InvariantError("waiting_holds_no_kv", step, r.id, f"{len(r.blocks)} blocks, {r.num_computed} computed")
     for b in range(1, pool.num_blocks):
         if holders[b] != ref[b]:
