@@ -38,7 +38,7 @@ def _imbalance(xs: list[float]) -> float:
 def build_instances(pools: list[PoolSpec], latency_model: Any, overhead: str, calibration: Any) -> tuple[list[InstanceConfig], list[dict], Any]:
     """InstanceConfigs for every pool (count each), their JSON descriptions, and the first pool's calibration."""
     from servesim.simulation import (_latency, check_kv_capacity, engine_dump, engine_kv_layout, kv_blocks_for,
-                                     kv_groups_info, resolve_engine)
+                                     kv_groups_entry, resolve_engine)
 
     configs: list[InstanceConfig] = []
     described: list[dict] = []
@@ -69,7 +69,7 @@ def build_instances(pools: list[PoolSpec], latency_model: Any, overhead: str, ca
                           "tensor_parallel_size": p.tp, "gpus_per_instance": gpus, "num_gpu_blocks": blocks,
                           "latency_model": getattr(lm, "name", str(lm_name)), "engine": engine_dump(eng),
                           "nvlink_gb_s": hw.nvlink_gb_s}
-                         | ({"kv_cache_groups": kv_groups_info(spec, groups)} if spec.num_sliding_layers and spec.num_full_layers else {}))
+                         | kv_groups_entry(spec, groups))
     return configs, described, first_cal
 
 

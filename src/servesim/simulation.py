@@ -163,13 +163,16 @@ def engine_kv_layout(engine: EngineConfig, model: ModelSpec, kv_transfer: bool =
     return model.sliding_window, kv_cache_groups(full, sliding)
 
 
-def kv_groups_info(model: ModelSpec, groups: KVGroups | None) -> dict[str, Any]:
-    """config['kv_cache_groups'] of a model with full and sliding-window layers: whether vLLM's hybrid manager is on
-    and its groups (None = off: one table in which every layer keeps the whole sequence)."""
+def kv_groups_entry(model: ModelSpec, groups: KVGroups | None) -> dict[str, Any]:
+    """{'kv_cache_groups': ...} for the config of a model with full and sliding-window layers (whether vLLM's hybrid
+    manager is on, and its groups; groups None = off: one table in which every layer keeps the whole sequence);
+    {} for any other model, whose outputs stay as before the key existed."""
+    if not (model.num_sliding_layers and model.num_full_layers):
+        return {}
     if groups is None:
-        return {"hybrid": False, "sliding_window": model.sliding_window}
-    return {"hybrid": True, "group_size": groups.group_size, "full_groups": groups.full_groups,
-            "sliding_groups": groups.sliding_groups, "sliding_window": model.sliding_window}
+        return {"kv_cache_groups": {"hybrid": False, "sliding_window": model.sliding_window}}
+    return {"kv_cache_groups": {"hybrid": True, "group_size": groups.group_size, "full_groups": groups.full_groups,
+                                "sliding_groups": groups.sliding_groups, "sliding_window": model.sliding_window}}
 
 
 def check_kv_capacity(engine: EngineConfig, model: ModelSpec, blocks: int, kv_transfer: bool = False) -> None:
@@ -692,7 +695,7 @@ def simulate(
         "workload": described,
         "seed": seed,
         **({"num_cpu_blocks": offload.num_cpu_blocks, "host_link_gb_s": hw.host_link_gb_s} if offload is not None else {}),
-        **({"kv_cache_groups": kv_groups_info(spec, groups)} if spec.num_sliding_layers and spec.num_full_layers else {}),
+        **kv_groups_entry(spec, groups),
         "metrics": {"summary": "exact" if keep_requests else "streaming", "record_token_times": record_token_times}
         | ({} if keep_requests else {"percentile_rel_error": STREAM_REL_ERROR}),
     }
