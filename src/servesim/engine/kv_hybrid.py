@@ -165,10 +165,6 @@ class HybridKVCacheManager:
                 self.cache_full_blocks(req, n_full)
         return True
 
-    def append_slot(self, req, total: int) -> bool:
-        """allocate_slots(req, 1) for a decode whose tokens after the step are `total`."""
-        return self.allocate_slots(req, 1)
-
     def cache_upto(self, req, n_full: int) -> None:
         """Blocks up to n_full became full: register them in every group."""
         self.cache_full_blocks(req, n_full)
