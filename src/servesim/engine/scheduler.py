@@ -222,13 +222,15 @@ class Scheduler:
                 loras = {r.spec.lora for r in scheduled if r.spec.lora is not None}
                 skipped: list[EngineRequest] = []
             tier = self.tier
+            # vLLM skips WAITING_FOR_REMOTE_KVS requests whose load has not finished and puts them back in front.
             held: list[EngineRequest] = []
-            if tier is not None and any(r.load_until is not None and r.load_until > now for r in waiting):
-                # vLLM skips WAITING_FOR_REMOTE_KVS requests whose load has not finished and puts them back in front.
-                held = [r for r in waiting if r.load_until is not None and r.load_until > now]
-                rest = [r for r in waiting if r.load_until is None or r.load_until <= now]
-                waiting.clear()
-                waiting.extend(rest)
+            if tier is not None:
+                rest: list[EngineRequest] = []
+                for r in waiting:  # one pass: loading requests aside, the rest in their order
+                    (held if r.load_until is not None and r.load_until > now else rest).append(r)
+                if held:
+                    waiting.clear()
+                    waiting.extend(rest)
             while waiting and budget > 0:
                 if len(running) == self.max_num_seqs:
                     break
