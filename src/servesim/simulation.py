@@ -11,6 +11,7 @@ from typing import Any
 from servesim import __version__
 from servesim.config import EngineConfig, Hardware, ModelSpec, engine_config, load_hardware, load_model
 from servesim.engine import EngineStats, RequestRecord, RequestSource, RequestSpec, Simulator, num_gpu_blocks
+from servesim.engine.kv_cache import sliding_blocks_needed
 from servesim.engine.kv_groups import KVGroups, kv_cache_groups
 from servesim.errors import ConfigError
 from servesim.latency.factory import DEFAULT_LATENCY_MODEL, DEFAULT_OVERHEAD, build_latency_model
@@ -184,10 +185,7 @@ def check_kv_capacity(engine: EngineConfig, model: ModelSpec, blocks: int, kv_tr
     if groups is not None:
         _check_hybrid_kv_capacity(engine, model, blocks, window, groups, length, step)
         return
-    need = -(-length // bs)
-    if window:
-        # vLLM SlidingWindowSpec.max_memory_usage_bytes: the window plus one step's tokens, and one block more.
-        need = min(need, -(-(window - 1 + step) // bs) + 1)
+    need = sliding_blocks_needed(length, window, step, bs) if window else -(-length // bs)
     if blocks >= need or blocks < 2:  # < 2 blocks: the engine's own one-line refusal (engine/simulator.py)
         return
     per_block = bs * model.kv_bytes_per_token_per_gpu(engine.tensor_parallel_size)
@@ -218,7 +216,7 @@ def _check_hybrid_kv_capacity(engine: EngineConfig, model: ModelSpec, blocks: in
     full, sliding = model.num_full_layers, model.num_sliding_layers
 
     def pages(n: int) -> int:  # one-layer pages a request of n tokens needs over all layers
-        return full * -(-n // bs) + sliding * min(-(-n // bs), -(-(window - 1 + step) // bs) + 1)
+        return full * -(-n // bs) + sliding * sliding_blocks_needed(n, window, step, bs)
 
     have = blocks * groups.group_size  # a pool block is one page of group_size layers
     if pages(length) <= have:

@@ -235,6 +235,13 @@ class BlockPool:
                 del self._dups[key]
 
 
+def sliding_blocks_needed(tokens: int, window: int, max_num_batched_tokens: int, block_size: int) -> int:
+    """Most blocks a sliding-window table holds at once for a request with KV for `tokens` tokens (vLLM
+    SlidingWindowSpec.max_memory_usage_bytes: the window plus one step's tokens, plus one block; never more than
+    full attention's ⌈tokens / block_size⌉)."""
+    return min(cdiv(tokens, block_size), cdiv(window - 1 + max_num_batched_tokens, block_size) + 1)
+
+
 def free_outside_window(pool: BlockPool, blocks: list[int], skipped: int) -> None:
     """Free the first `skipped` blocks of a table, newest first, leaving the null block (0) in their place; stops at
     the first null (the ones before it were freed by an earlier call), as vLLM remove_skipped_blocks does."""
@@ -338,11 +345,9 @@ class KVCacheManager:
 
     def request_blocks_needed(self, tokens: int, max_num_batched_tokens: int) -> int:
         """Most blocks one request holding KV for `tokens` tokens takes at once."""
-        need = cdiv(tokens, self.block_size)
         if self.sliding_window:
-            # vLLM SlidingWindowSpec.max_memory_usage_bytes: the window plus one step's tokens, plus one block.
-            need = min(need, cdiv(self.sliding_window - 1 + max_num_batched_tokens, self.block_size) + 1)
-        return need
+            return sliding_blocks_needed(tokens, self.sliding_window, max_num_batched_tokens, self.block_size)
+        return cdiv(tokens, self.block_size)
 
     def key(self, req, i: int) -> BlockKey:
         """Content key of block i of req: shared within its prefix group, else unique to the request."""

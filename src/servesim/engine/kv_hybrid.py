@@ -20,7 +20,8 @@ The scheduler drives this class through the same methods as KVCacheManager; even
 
 from __future__ import annotations
 
-from servesim.engine.kv_cache import BlockKey, BlockPool, PrefixCacheStats, cdiv, free_outside_window, window_hit_length
+from servesim.engine.kv_cache import (BlockKey, BlockPool, PrefixCacheStats, cdiv, free_outside_window,
+                                     sliding_blocks_needed, window_hit_length)
 from servesim.engine.kv_groups import KVGroups
 
 
@@ -62,10 +63,8 @@ class HybridKVCacheManager:
 
     def request_blocks_needed(self, tokens: int, max_num_batched_tokens: int) -> int:
         """Most blocks one request holding KV for `tokens` tokens takes at once, over all groups."""
-        full = cdiv(tokens, self.block_size)
-        # vLLM SlidingWindowSpec.max_memory_usage_bytes: the window plus one step's tokens, plus one block.
-        sw = min(full, cdiv(self.sliding_window - 1 + max_num_batched_tokens, self.block_size) + 1)
-        return self.groups.full_groups * full + self.groups.sliding_groups * sw
+        sw = sliding_blocks_needed(tokens, self.sliding_window, max_num_batched_tokens, self.block_size)
+        return self.groups.full_groups * cdiv(tokens, self.block_size) + self.groups.sliding_groups * sw
 
     def remove_skipped_blocks(self, req) -> None:
         """Free each sliding group's blocks wholly outside the window, leaving the null block (0) in their place
